@@ -298,3 +298,36 @@ def test_worker_leaves_no_helper_behind_after_normal_exit(tmp_path):
     with WorkerProcess([str(script)]) as worker:
         helperPid = worker.runBlocking()
     assert waitFor(lambda: processGone(helperPid))
+
+
+def test_a_missing_python_executable_is_reported(tmp_path):
+    with WorkerProcess(["-c", "pass"], python=str(tmp_path / "no-python"), useTempDir=True) as worker:
+        with pytest.raises(WorkerError, match="Cannot start the worker with .*no-python"):
+            worker.start()
+    assert not worker.tempDir.exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sessions are POSIX")
+def test_a_helper_that_escaped_the_group_does_not_hang_the_poll(tmp_path):
+    script = writeScript(
+        tmp_path,
+        "child.py",
+        """
+        import subprocess, sys
+        from MedAICommonLib.jobs import reportResult
+        # A helper in its own session keeps our stdout open; the worker cannot kill it.
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+        reportResult(helper.pid)
+        """,
+    )
+    helperPid = None
+    try:
+        with WorkerProcess([str(script)]) as worker:
+            worker.start()
+            status, events = pollUntilFinished(worker, timeoutS=10)
+            helperPid = status.result
+        assert status.state == WorkerState.COMPLETED
+        assert [e.result for e in events if e.kind == "result"] == [helperPid]
+    finally:
+        if helperPid:
+            os.kill(helperPid, 9)

@@ -87,8 +87,10 @@ class CancelToken:
         return self._event.is_set()
 
     def raiseIfCancelled(self, message: str = "Cancelled by the user.") -> None:
-        """Raises:
-        MedAICancelledError: when :meth:`cancel` was called.
+        """Stop here if the user cancelled; call it between stages, patches or iterations.
+
+        Raises:
+            MedAICancelledError: when :meth:`cancel` was called.
         """
         if self._event.is_set():
             raise MedAICancelledError(message)
@@ -225,7 +227,9 @@ class WorkerProcess:
             that :meth:`close` removes.
 
     The child runs in its own process group (its own session on POSIX) so that :meth:`cancel`
-    kills it together with every process it started. Use it as a context manager, or call
+    kills it together with every process it started; when the child ends normally, helpers it left
+    running are killed too. Call :meth:`poll`, :meth:`cancel` and :meth:`close` from one thread
+    (the GUI's); only a :class:`CancelToken` may be set from others. Use it as a context manager, or call
     :meth:`close` in a ``finally``, so the process and the scratch folder never outlive the job.
     """
 
@@ -277,7 +281,18 @@ class WorkerProcess:
         options: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {}
         if os.name == "nt":
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        self._process = subprocess.Popen(
+        try:
+            self._process = self._popen(env, options)
+        except OSError as error:
+            raise WorkerError(f"Cannot start the worker with {self.python}: {error.strerror or error}.") from error
+        self._status.state = WorkerState.RUNNING
+        for stream, kind in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
+            self._openStreams.add(kind)
+            self._readers[kind] = threading.Thread(target=_readLines, args=(stream, kind, self._lines), daemon=True)
+            self._readers[kind].start()
+
+    def _popen(self, env: dict[str, str], options: dict[str, Any]) -> subprocess.Popen:
+        return subprocess.Popen(
             [self.python, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -289,17 +304,10 @@ class WorkerProcess:
             cwd=self._cwd,
             **options,
         )
-        self._status.state = WorkerState.RUNNING
-        for stream, kind in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
-            self._readers[kind] = threading.Thread(target=_readLines, args=(stream, kind, self._lines), daemon=True)
-            self._readers[kind].start()
-            self._openStreams.add(kind)
 
     def poll(self) -> WorkerStatus:
         """Events since the last call and the current state; never blocks (call it from a timer)."""
-        status = self._status
-        status.events = []
-        if self._process is None or status.finished:
+        if self._process is None or self._status.finished:
             return self._snapshot()
         self._drainLines()
         if self._exitTime is None and self._childExited():
