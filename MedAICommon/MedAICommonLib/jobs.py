@@ -137,6 +137,8 @@ def progressToStdout(fraction: float, message: str = "") -> None:
 
 
 class WorkerState(str, enum.Enum):
+    """Where a :class:`WorkerProcess` is; the last three are final."""
+
     NOT_STARTED = "notStarted"
     RUNNING = "running"
     COMPLETED = "completed"
