@@ -1,0 +1,199 @@
+"""Offscreen pictures drawn by real Slicer slice views (slicer-core displayable managers, EGL/OSMesa)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from MedAICommonLib import rendering
+from MedAICommonLib.errors import MedAIInputError
+from MedAICommonLib.segmentations import SegmentInfo, createSegmentationFromLabelmap
+from MedAICommonLib.volumes import createVolumeFromArray
+
+SEGMENT_RGB = (1.0, 0.0, 0.0)
+
+
+def _rotation(rng, minDegrees=5.0, maxDegrees=30.0) -> np.ndarray:
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(minDegrees, maxDegrees))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def _grid(shapeKji, spacingMm, centerRas, rotation=None) -> np.ndarray:
+    """IJK-to-RAS of a grid whose centre voxel lies at ``centerRas``."""
+    ijkToRas = np.eye(4)
+    ijkToRas[:3, :3] = (np.eye(3) if rotation is None else rotation) @ np.diag(spacingMm)
+    centerIjk = (np.array(shapeKji[::-1]) - 1) / 2.0
+    ijkToRas[:3, 3] = np.asarray(centerRas) - ijkToRas[:3, :3] @ centerIjk
+    return ijkToRas
+
+
+def _rasOfVoxels(shapeKji, ijkToRas) -> np.ndarray:
+    k, j, i = np.indices(shapeKji)
+    ijk1 = np.stack([i, j, k, np.ones_like(i)], axis=-1).astype(float)
+    return (ijk1 @ ijkToRas.T)[..., :3]
+
+
+def _phantom(scene, shapeKji=(37, 53, 41), spacingMm=(1.0, 1.0, 1.0), rotation=None, sphereRas=(-12.0, 8.0, 5.0)):
+    """A grey ramp volume and a red sphere segment (radius 6 mm) at ``sphereRas`` on the same grid."""
+    ijkToRas = _grid(shapeKji, spacingMm, (0.0, 0.0, 0.0), rotation)
+    ras = _rasOfVoxels(shapeKji, ijkToRas)
+    voxels = (100 + 4 * (ras[..., 1] + 40)).astype(np.int16)  # brighter towards anterior
+    volumeNode = createVolumeFromArray(scene, voxels, ijkToRas, "Phantom")
+    sphere = (np.linalg.norm(ras - np.asarray(sphereRas), axis=-1) <= 6.0).astype(np.uint8)
+    segmentationNode = createSegmentationFromLabelmap(
+        scene, sphere, ijkToRas, [SegmentInfo("Sphere", SEGMENT_RGB, 1)], name="PhantomSegmentation"
+    )
+    return volumeNode, segmentationNode
+
+
+def _segmentPixels(pixels: np.ndarray) -> np.ndarray:
+    """Mask of pixels tinted by the red segment (grey background has R = G = B)."""
+    rgb = pixels.astype(int)
+    return (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 0] - rgb[..., 2] > 60)
+
+
+def test_png_has_documented_size_and_is_not_blank(scene, tmp_path):
+    volumeNode, segmentationNode = _phantom(scene)
+    path = rendering.renderSliceViews(
+        scene, volumeNode, tmp_path / "views.png", segmentationNode=segmentationNode, sizePx=200, caption="phantom"
+    )
+    picture = np.asarray(Image.open(path).convert("RGB"))
+    assert picture.shape == (200 + 18 + 20, 3 * (200 + 4) - 4, 3)
+    views = picture[18 : 18 + 200]
+    assert views.std() > 20  # a ramp and a sphere, not one flat colour
+    assert _segmentPixels(views).sum() > 3 * 200  # the sphere shows in every view
+
+    noCaption = rendering.renderSliceViews(
+        scene, volumeNode, tmp_path / "axial.png", orientations=("Axial",), sizePx=64
+    )
+    assert Image.open(noCaption).size == (64, 64 + 18)
+
+
+def test_segment_colour_appears_where_the_segment_is(scene):
+    sphereRas = np.array([-12.0, 8.0, 5.0])
+    volumeNode, segmentationNode = _phantom(scene, sphereRas=sphereRas)
+    images = rendering.renderSliceViewImages(scene, volumeNode, segmentationNode, sizePx=256)
+    assert [image.orientation for image in images] == ["Axial", "Coronal", "Sagittal"]
+    for image in images:
+        # Default slices pass through the segment's centre.
+        assert image.sliceOffsetMm == pytest.approx(
+            sphereRas[{"Axial": 2, "Coronal": 1, "Sagittal": 0}[image.orientation]], abs=1.0
+        )
+        tinted = _segmentPixels(image.pixels)
+        rows, columns = np.nonzero(tinted)
+        column, row = image.rasToPixel(sphereRas)
+        assert tinted[int(round(row)), int(round(column))], image.orientation
+        assert np.mean(columns) == pytest.approx(column, abs=3) and np.mean(rows) == pytest.approx(row, abs=3)
+        # 6 mm radius at the view's scale, within a voxel's worth of pixels.
+        pixelMm = np.linalg.norm(image.pixelToRas[:3, 0])
+        radiusPx = np.sqrt(tinted.sum() / np.pi)
+        assert radiusPx * pixelMm == pytest.approx(6.0, abs=1.2)
+        # Filled at Slicer's default 2D fill opacity (0.5): the grey beneath still shows.
+        red, green, _ = image.pixels[int(round(row)), int(round(column))].astype(int)
+        assert 127 <= red < 255 and green > 0
+
+
+def test_orientation_follows_slicers_radiological_convention(scene):
+    """Patient left on the image's right (axial, coronal); anterior up (axial); superior up (coronal, sagittal)."""
+    shapeKji = (41, 41, 41)
+    ijkToRas = _grid(shapeKji, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    ras = _rasOfVoxels(shapeKji, ijkToRas)
+    voxels = np.zeros(shapeKji, np.int16)
+    voxels[:] = 100
+    # One bright block, 15 mm to the patient's left, anterior and superior of the centre.
+    voxels[np.all(np.abs(ras - (-15.0, 15.0, 15.0)) <= 3.0, axis=-1)] = 1000
+    volumeNode = createVolumeFromArray(scene, voxels, ijkToRas, "Marker")
+    images = rendering.renderSliceViewImages(scene, volumeNode, sliceOffsetsRas=(15.0, 15.0, -15.0), sizePx=128)
+    for image in images:
+        rows, columns = np.nonzero(image.pixels[..., 0] > 200)
+        assert rows.size > 0, image.orientation
+        right, top = np.mean(columns) > 64, np.mean(rows) < 64
+        expected = {"Axial": (True, True), "Coronal": (True, True), "Sagittal": (False, True)}[image.orientation]
+        # Sagittal: anterior is on the image's left in Slicer, so the anterior marker is on the left.
+        assert (right, top) == expected, image.orientation
+
+
+def test_oblique_anisotropic_volume_and_parent_transform(scene, rng):
+    import slicer
+
+    sphereRas = np.array([10.0, -6.0, 4.0])
+    volumeNode, segmentationNode = _phantom(
+        scene, shapeKji=(11, 53, 37), spacingMm=(0.7, 0.7, 3.0), rotation=_rotation(rng), sphereRas=sphereRas
+    )
+    shiftRas = np.array([8.0, 0.0, -5.0])
+    transformNode = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Shift")
+    matrix = np.eye(4)
+    matrix[:3, 3] = shiftRas
+    transformNode.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(matrix))
+    for node in (volumeNode, segmentationNode):
+        node.SetAndObserveTransformNodeID(transformNode.GetID())
+    images = rendering.renderSliceViewImages(scene, volumeNode, segmentationNode, sizePx=200)
+    for image in images:
+        tinted = _segmentPixels(image.pixels)
+        rows, columns = np.nonzero(tinted)
+        column, row = image.rasToPixel(sphereRas + shiftRas)
+        assert rows.size > 50, image.orientation
+        assert np.mean(columns) == pytest.approx(column, abs=4) and np.mean(rows) == pytest.approx(row, abs=4)
+
+
+def test_foreground_volume_is_blended(scene):
+    volumeNode, _ = _phantom(scene)
+    bright = createVolumeFromArray(
+        scene, np.full((37, 53, 41), 500, np.int16), _grid((37, 53, 41), (1, 1, 1), (0, 0, 0)), "Flat"
+    )
+    plain = rendering.renderSliceViewImages(scene, volumeNode, orientations="Axial", sizePx=64)[0].pixels
+    blended = rendering.renderSliceViewImages(
+        scene, volumeNode, foregroundVolumeNode=bright, orientations="Axial", sizePx=64, foregroundOpacity=1.0
+    )[0].pixels
+    inside = plain.std(axis=(0, 1)).sum() > 0
+    assert inside and blended.std() < plain.std() / 2  # a flat foreground at full opacity hides the ramp
+
+
+def test_scene_is_left_as_it_was(scene, tmp_path):
+    volumeNode, segmentationNode = _phantom(scene)
+
+    def state():
+        nodes = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        references = [
+            (node.GetID(), role, node.GetNodeReferenceID(role))
+            for node in nodes
+            for role in [node.GetNthNodeReferenceRole(r) for r in range(node.GetNumberOfNodeReferenceRoles())]
+        ]
+        return [node.GetID() for node in nodes], references
+
+    before = state()
+    rendering.renderSliceViews(scene, volumeNode, tmp_path / "a.png", segmentationNode=segmentationNode)
+    assert state() == before
+    assert volumeNode.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeGrey"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"orientations": ("Axial", "Oblique")}, "Orientations"),
+        ({"sizePx": 8}, "sizePx"),
+        ({"sliceOffsetsRas": (1.0, 2.0)}, "sliceOffsetsRas"),
+        ({"sliceOffsetsRas": (1.0, float("nan"), 2.0)}, "sliceOffsetsRas"),
+        ({"foregroundOpacity": 1.5}, "foregroundOpacity"),
+    ],
+)
+def test_bad_arguments_are_refused_before_writing(scene, tmp_path, arguments, message):
+    volumeNode, _ = _phantom(scene, shapeKji=(9, 9, 9))
+    with pytest.raises(MedAIInputError, match=message):
+        rendering.renderSliceViews(scene, volumeNode, tmp_path / "bad.png", **arguments)
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_nodes_from_another_scene_and_wrong_suffix_are_refused(scene, tmp_path):
+    import slicer
+
+    volumeNode, _ = _phantom(scene, shapeKji=(9, 9, 9))
+    with pytest.raises(MedAIInputError, match="png"):
+        rendering.renderSliceViews(scene, volumeNode, tmp_path / "views.jpg")
+    with pytest.raises(MedAIInputError, match="background volume"):
+        rendering.renderSliceViews(slicer.vtkMRMLScene(), volumeNode, tmp_path / "views.png")
+    assert list(tmp_path.iterdir()) == []
