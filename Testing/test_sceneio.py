@@ -573,7 +573,7 @@ def test_scene_round_trip_restores_every_node(rng, tmp_path, extension):
         assert filesIn(tmp_path) == ["case.mrb"]
         assert any(name.endswith("case.mrml") for name in zipfile.ZipFile(written).namelist())
     else:
-        assert "case.mrml" in filesIn(tmp_path) and any(f.startswith("Data/") for f in filesIn(tmp_path))
+        assert "case.mrml" in filesIn(tmp_path) and "case_Data/ct.nrrd" in filesIn(tmp_path)
     loadedScene = sceneio.loadScene(written)
     assertSameScene(original, loadedScene)
     # Loading into an existing scene adds the nodes beside what is there.
@@ -595,6 +595,34 @@ def test_scene_saved_twice_overwrites_in_place(rng, tmp_path):
         },
         sceneio.loadScene(tmp_path / "case.mrml"),
     )
+
+
+def test_two_scenes_in_one_folder_keep_their_own_data(rng, tmp_path):
+    sceneA, sceneB = sceneio.createScene(), sceneio.createScene()
+    voxelsA = rng.normal(size=(4, 5, 6)).astype(np.float32)
+    addVolume(sceneA, voxelsA, np.eye(4), "ct")
+    addVolume(sceneB, voxelsA + 1, np.eye(4), "ct")
+    sceneio.saveScene(sceneA, tmp_path / "caseA.mrml")
+    sceneio.saveScene(sceneB, tmp_path / "caseB.mrml")
+    reloadedA = sceneio.loadScene(tmp_path / "caseA.mrml").GetFirstNodeByName("ct")
+    np.testing.assert_array_equal(voxelsOf(reloadedA), voxelsA)
+
+
+def test_real_nifti_sample_matches_simpleitk(scene):
+    """nilearn's MNI152 T1 (a real NIfTI): same voxels and geometry as SimpleITK reads them."""
+    import nilearn
+
+    path = Path(nilearn.__file__).parent / "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    loaded = sceneio.loadVolume(scene, path)
+    image = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(voxelsOf(loaded), sitk.GetArrayFromImage(image))
+    expected = np.eye(4)
+    expected[:3, :3] = (
+        np.diag([-1.0, -1.0, 1.0]) @ np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
+    )
+    expected[:3, 3] = np.diag([-1.0, -1.0, 1.0]) @ np.array(image.GetOrigin())
+    np.testing.assert_allclose(ijkToRasOf(loaded), expected, atol=1e-9)
+    assert loaded.GetName() == "mni_icbm152_t1_tal_nlin_sym_09a_converted"
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,8 +720,8 @@ def test_broken_scenes_refused_and_rolled_back(rng, tmp_path):
     sceneio.saveScene(scene, tmp_path / "case.mrml")
     target = sceneio.createScene()
     count = nodeCount(target)
-    writeGarbage(tmp_path / "Data" / "ct.nrrd")
-    (tmp_path / "Data" / "metrics.tsv").unlink()
+    writeGarbage(tmp_path / "case_Data" / "ct.nrrd")
+    (tmp_path / "case_Data" / "metrics.tsv").unlink()
     with pytest.raises(MedAIInputError, match=r"ct\.nrrd.*metrics\.tsv|metrics\.tsv.*ct\.nrrd"):
         sceneio.loadScene(tmp_path / "case.mrml", target)
     assert nodeCount(target) == count

@@ -351,7 +351,7 @@ def saveNode(node, path) -> Path:
 def saveScene(scene, path) -> Path:
     """Save a whole scene: a ``.mrb`` bundle (one zip file) or a ``.mrml`` file with its data.
 
-    For ``.mrml`` the data files go into a ``Data/`` folder beside it, as in Slicer's bundles.
+    For ``<name>.mrml`` the data files go into a ``<name>_Data/`` folder beside it.
     Every node that Slicer would save is written; the scene itself is left as it was.
 
     Args:
@@ -386,14 +386,7 @@ def saveScene(scene, path) -> Path:
             if extension == ".mrb":
                 written = scene.WriteToMRB(str(target))
             else:
-                bundle = target.parent / _baseName(target)
-                bundle.mkdir()
-                written = scene.SaveSceneToSlicerDataBundleDirectory(str(bundle))
-                if written:
-                    shutil.rmtree(bundle / "Private", ignore_errors=True)
-                    for item in bundle.iterdir():
-                        item.rename(target.parent / item.name)
-                    bundle.rmdir()
+                written = _saveMrmlWithDataFolder(scene, target)
         if not written or not target.exists():
             raise MedAIInputError(f"The scene could not be saved to {filePath}: {_firstError(messages)}")
 
@@ -460,6 +453,27 @@ def _quietVtk():
     finally:
         vtkOutputWindow.SetInstance(previousWindow)
         vtkLogger.SetStderrVerbosity(previousVerbosity)
+
+
+def _saveMrmlWithDataFolder(scene, target: Path) -> bool:
+    """Save ``<name>.mrml`` and its data in ``<name>_Data/`` beside it (Slicer's bundle layout,
+    with the data folder named after the scene so that scenes saved in one folder never share it)."""
+    import html
+    import re
+
+    stem = _baseName(target)
+    bundle = target.parent / f"{stem}.bundle"
+    bundle.mkdir()
+    if not scene.SaveSceneToSlicerDataBundleDirectory(str(bundle)):
+        return False
+    dataFolder = f"{stem}_Data"
+    if (bundle / "Data").is_dir():
+        (bundle / "Data").rename(target.parent / dataFolder)
+    mrmlText = next(bundle.glob("*.mrml")).read_text(encoding="utf-8")
+    mrmlText = re.sub(r'((?:fileName|fileListMember\d+)=")Data/', rf"\g<1>{html.escape(dataFolder)}/", mrmlText)
+    target.write_text(mrmlText, encoding="utf-8")
+    shutil.rmtree(bundle)
+    return True
 
 
 def _keepVoxelOrderOnReload(scene) -> None:
