@@ -276,6 +276,21 @@ def test_single_real_dicom_file(scene):
     np.testing.assert_array_equal(voxelsOf(loaded)[0], expected)
 
 
+@pytest.mark.parametrize("extension", [".tif", ".png", ".nrrd"])
+def test_two_dimensional_image_loads_as_one_slice_volume(scene, rng, tmp_path, extension):
+    pixels = rng.integers(0, 255, size=(53, 37)).astype(np.uint8)
+    image = sitk.GetImageFromArray(pixels)
+    image.SetSpacing((0.5, 0.25))
+    image.SetOrigin((3.0, -4.0))
+    sitk.WriteImage(image, str(tmp_path / f"nuclei{extension}"))
+    loaded = sceneio.loadNode(scene, tmp_path / f"nuclei{extension}")
+    assert loaded.GetImageData().GetDimensions() == (37, 53, 1)
+    np.testing.assert_array_equal(voxelsOf(loaded)[0], pixels)
+    if extension == ".nrrd":  # TIFF and PNG keep no origin
+        np.testing.assert_allclose(ijkToRasOf(loaded)[:3, 3], [-3.0, 4.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(np.diag(ijkToRasOf(loaded))[:3], [-0.5, -0.25, 1.0], atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # Segmentations
 

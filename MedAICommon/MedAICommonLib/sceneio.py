@@ -50,8 +50,22 @@ _SEGMENTATION_EXTENSIONS = (".seg.nrrd", ".seg.nhdr", ".seg.vtm")
 _MARKUPS_EXTENSIONS = (".mrk.json", ".json", ".fcsv")
 _TABLE_EXTENSIONS = (".tsv", ".csv")
 _TRANSFORM_EXTENSIONS = (".h5", ".hdf5", ".tfm", ".mat", ".txt")
-_IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".dcm", ".tif", ".tiff", ".png")
+_IMAGE_EXTENSIONS = (
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".hdr",
+    ".dcm",
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+)
 _SCENE_EXTENSIONS = (".mrml", ".mrb")
+_SLICER_VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr")
 _KNOWN_EXTENSIONS = _SEGMENTATION_EXTENSIONS + _MARKUPS_EXTENSIONS + _IMAGE_EXTENSIONS + _TABLE_EXTENSIONS
 _KNOWN_EXTENSIONS += _TRANSFORM_EXTENSIONS + _SCENE_EXTENSIONS
 
@@ -121,8 +135,12 @@ def loadVolume(scene, path, name: str | None = None, labelmap: bool = False, all
     filePath = checkInputFile(path, "image", allowDirectory=True)
     volumeNode = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
     storageNode = None
-    if filePath.is_dir() or _extension(filePath) == ".dcm":
-        _readDicomInto(volumeNode, filePath)
+    if filePath.is_dir():
+        _readWithSimpleITK(volumeNode, filePath)
+    elif _extension(filePath) not in _SLICER_VOLUME_EXTENSIONS:
+        # slicer-core's reader knows only NRRD, NIfTI, MetaImage and DICOM; SimpleITK reads the rest.
+        checkReadableImage(filePath, ndims=(2, 3))
+        _readWithSimpleITK(volumeNode, filePath)
     else:
         checkReadableImage(filePath, ndims=(2, 3))
         storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
@@ -254,6 +272,14 @@ def loadTable(scene, path, name: str | None = None):
     """Load a table from a ``.tsv``, ``.csv`` or tab-separated ``.txt`` file (with its
     ``.schema.tsv`` beside it when there is one, which keeps column types).
 
+    Args:
+        scene: the ``vtkMRMLScene`` to add the table to.
+        path: the table file.
+        name: the node name; defaults to the file name without its extension.
+
+    Returns:
+        The new ``vtkMRMLTableNode``.
+
     Raises:
         MedAIInputError: missing, unreadable or unsupported file.
     """
@@ -275,6 +301,14 @@ def loadNode(scene, path, name: str | None = None):
     an image with 3 values per voxel -> displacement field transform; other images and folders
     -> scalar volume. Use :func:`loadVolume` with ``labelmap=True`` for label maps and
     :func:`loadScene` for ``.mrml``/``.mrb``.
+
+    Args:
+        scene: the ``vtkMRMLScene`` to add the node to.
+        path: the file, or a DICOM series folder.
+        name: the node name; defaults to the file name without its extension.
+
+    Returns:
+        The new node, as the specific loader returns it.
 
     Raises:
         MedAIInputError: missing or unreadable file, or an extension that names no node type.
@@ -440,7 +474,10 @@ def loadScene(path, scene=None):
 
 @contextlib.contextmanager
 def _quietVtk():
-    """Collect VTK and MRML messages instead of printing them; yields the collecting window."""
+    """Collect VTK and MRML messages instead of printing them; yields the collecting window.
+
+    VTK's output window and logger are process-wide: call this from one thread at a time.
+    """
     from vtkmodules.vtkCommonCore import vtkLogger, vtkOutputWindow, vtkStringOutputWindow
 
     window = vtkStringOutputWindow()
@@ -563,8 +600,8 @@ def _addToScene(scene, node, storageNode, name: str):
     return node
 
 
-def _readDicomInto(volumeNode, path: Path) -> None:
-    """Read a DICOM series folder or file with SimpleITK and put voxels and geometry in the node."""
+def _readWithSimpleITK(volumeNode, path: Path) -> None:
+    """Read a DICOM series folder, or any image file SimpleITK reads, into the node (LPS -> RAS)."""
     import SimpleITK as sitk
 
     try:
@@ -580,10 +617,10 @@ def _readDicomInto(volumeNode, path: Path) -> None:
             image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1]
-        raise MedAIInputError(f"The DICOM data in {path} cannot be read: {reason}") from None
+        raise MedAIInputError(f"The image data in {path} cannot be read: {reason}") from None
     if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3):
         raise MedAIInputError(
-            f"The DICOM image in {path} is {image.GetDimension()}D with {image.GetNumberOfComponentsPerPixel()} "
+            f"The image in {path} is {image.GetDimension()}D with {image.GetNumberOfComponentsPerPixel()} "
             "values per voxel, but a 2D or 3D single-value image is needed."
         )
     from vtkmodules.util.numpy_support import numpy_to_vtk
