@@ -1,0 +1,265 @@
+"""MedAICommon: the hidden module that brings MedAICommonLib into Slicer.
+
+It has no panel. It lists MedAI's sample data in the Sample Data module (category "MedAI") once the
+application has started, and holds :class:`MedAIJobRunner`, the Qt side of the background jobs that
+the MedAI module panels share (Qt code cannot live in MedAICommonLib, which runs without Qt).
+"""
+
+import os
+
+import qt
+import slicer
+from slicer.i18n import tr as _
+from slicer.ScriptedLoadableModule import *
+
+SAMPLE_DATA_CATEGORY = "MedAI"
+
+#
+# MedAICommon
+#
+
+
+class MedAICommon(ScriptedLoadableModule):
+    """Uses ScriptedLoadableModule base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("MedAI Common")
+        self.parent.categories = ["MedAI"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedAI contributors"]
+        self.parent.helpText = _("""
+Shared code of the MedAI modules: the geometry bridge between MRML, numpy, SimpleITK and MONAI, scene input and
+output, background jobs, devices, the model registry and the sample data. It has no panel of its own.
+See <a href="https://github.com/medai-slicer/SlicerMedAI">the MedAI documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+Built on 3D Slicer, MONAI, PyTorch and SimpleITK. Sample data come from nilearn (MNI152), mricron (Colin27),
+the ITK examples, InVesalius, StarDist and pydicom-data; see each data set's licence in the documentation.
+""")
+        self.parent.hidden = True
+        # No panel: Slicer would otherwise look for a MedAICommonWidget class.
+        self.parent.widgetRepresentationCreationEnabled = False
+
+        # Additional initialization step after application startup is complete
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Register sample data sets in Sample Data module
+#
+
+
+def registerSampleData():
+    """Called once the application has started: lists MedAI's sample data in the Sample Data module.
+
+    Each item gets a custom downloader: its button loads the item through MedAICommonLib, which finds
+    the local file (nothing is downloaded), checks its sha256, converts what Slicer cannot read as is
+    (the InVesalius head CT, TIFF and PNG images, label images that become segmentations) and names
+    segments and labels. Resolving files here instead, as ``file://`` URIs, would hash every file and
+    run every conversion at each start. From scripts, use ``MedAICommonLogic().loadSampleData(name)``.
+    """
+    import SampleData
+
+    from MedAICommonLib import sampledata
+
+    logic = SampleData.SampleDataLogic
+    if hasattr(logic, "registerCustomSampleDataCategory"):  # Slicer 5.9 and later
+        logic.registerCustomSampleDataCategory(SAMPLE_DATA_CATEGORY, title=_("MedAI"))
+    thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "MedAICommon.png")
+    for name in sampledata.sampleDataNames():
+        logic.registerCustomSampleDataSource(
+            category=SAMPLE_DATA_CATEGORY,
+            sampleName=name,
+            thumbnailFileName=thumbnail,
+            # Nothing for Slicer to fetch: the custom downloader does the loading.
+            uris=[],
+            fileNames=[],
+            customDownloader=_loadSampleFromButton,
+        )
+
+
+def _loadSampleFromButton(source):
+    """Called when the user clicks a MedAI sample in the Sample Data module."""
+    with slicer.util.tryWithErrorDisplay(
+        _("Failed to load sample data {name}.").format(name=source.sampleName), waitCursor=True
+    ):
+        MedAICommonLogic().loadSampleData(source.sampleName)
+
+
+#
+# MedAIJobRunner
+#
+
+
+class MedAIJobRunner:
+    """Runs one background job for a module panel without freezing it.
+
+    The job is a :class:`MedAICommonLib.jobs.WorkerProcess` (a separate Python process whose stdout
+    carries progress). A ``QTimer`` polls it; while it runs, the button that started it reads "Cancel"
+    and stops it (the worker kills its whole process tree), the progress bar shows its progress and
+    the status label its last message. ``onEnded(status)`` is called with the final
+    :class:`MedAICommonLib.jobs.WorkerStatus` before the worker's scratch folder is removed, so that
+    the module can load the results from it.
+    """
+
+    POLL_INTERVAL_MS = 100
+
+    def __init__(self, progressBar, statusLabel, onEnded):
+        self._progressBar = progressBar
+        self._statusLabel = statusLabel
+        self._onEnded = onEnded
+        self._worker = None
+        self._button = None
+        self._buttonText = ""
+        self._buttonToolTip = ""
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._poll)
+        self._progressBar.visible = False
+
+    @property
+    def running(self) -> bool:
+        """True while a job runs."""
+        return self._worker is not None
+
+    @property
+    def button(self):
+        """The button that started the running job (now its Cancel button), or None."""
+        return self._button if self._worker is not None else None
+
+    def start(self, worker, button) -> None:
+        """Start ``worker`` and turn ``button`` into its Cancel button."""
+        if self.running:
+            raise RuntimeError("A MedAI job is already running in this panel.")
+        worker.start()
+        self._worker, self._button = worker, button
+        self._buttonText, self._buttonToolTip = button.text, button.toolTip
+        button.text = _("Cancel")
+        button.toolTip = _("Stop the running job; the scene is left as it was.")
+        button.enabled = True
+        self._progressBar.value = 0
+        self._progressBar.visible = True
+        self._statusLabel.text = _("Starting...")
+        self._timer.start()
+
+    def cancel(self) -> None:
+        """Kill the running job and every process it started."""
+        if self._worker is not None:
+            self._worker.cancel()
+            self._poll()
+
+    def close(self) -> None:
+        """Stop the timer and any running job (the panel is being destroyed)."""
+        self._timer.stop()
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def _poll(self) -> None:
+        """Called by the timer: shows the job's progress and ends it when the worker is done."""
+        if self._worker is None:
+            return
+        status = self._worker.poll()
+        self._progressBar.value = round(100 * status.fraction)
+        if status.message:
+            self._statusLabel.text = status.message
+        if status.finished:
+            self._end(status)
+
+    def _end(self, status) -> None:
+        from MedAICommonLib.jobs import WorkerState
+
+        self._timer.stop()
+        worker, self._worker = self._worker, None
+        self._button.text, self._button.toolTip = self._buttonText, self._buttonToolTip
+        self._progressBar.visible = False
+        if status.state == WorkerState.CANCELLED:
+            self._statusLabel.text = _("Cancelled; nothing was added to the scene.")
+        elif status.state == WorkerState.FAILED:
+            self._statusLabel.text = _("Failed: {message}").format(message=status.errorMessage)
+        try:
+            self._onEnded(status)
+        finally:
+            worker.close()
+
+
+#
+# MedAICommonLogic
+#
+
+
+class MedAICommonLogic(ScriptedLoadableModuleLogic):
+    """Slicer-side helpers over MedAICommonLib that need the application (views, the global scene).
+
+    Uses ScriptedLoadableModuleLogic base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def loadSampleData(self, name: str, showResult: bool = True):
+        """Load a MedAI sample by name into ``slicer.mrmlScene`` (checksum checked) and show it.
+
+        Returns:
+            the new node (a scalar or label map volume, or a segmentation).
+        Raises:
+            MedAICommonLib.errors.MedAIInputError: unknown name, or the file is missing or corrupt.
+        """
+        from MedAICommonLib import sampledata
+
+        node = sampledata.loadSampleData(slicer.mrmlScene, name)
+        node.CreateDefaultDisplayNodes()
+        if showResult:
+            if node.IsA("vtkMRMLLabelMapVolumeNode"):
+                slicer.util.setSliceViewerLayers(label=node)
+            elif node.IsA("vtkMRMLScalarVolumeNode"):
+                slicer.util.setSliceViewerLayers(background=node, fit=True)
+        return node
+
+
+#
+# MedAICommonTest
+#
+
+
+class MedAICommonTest(ScriptedLoadableModuleTest):
+    """Self-test, run inside Slicer (the pytest suite covers MedAICommonLib without the application).
+
+    Uses ScriptedLoadableModuleTest base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def setUp(self):
+        """Called before each test: starts from an empty scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Called by the Reload and Test button and by ctest."""
+        self.setUp()
+        self.test_SampleDataRegistered()
+        self.setUp()
+        self.test_SampleVolumeGeometry()
+
+    def test_SampleDataRegistered(self):
+        """Every sample found on this computer is listed under the MedAI category of Sample Data."""
+        import SampleData
+
+        from MedAICommonLib import sampledata
+
+        registerSampleData()
+        registered = [
+            s.sampleName for s in SampleData.SampleDataLogic.sampleDataSourcesByCategory(SAMPLE_DATA_CATEGORY)
+        ]
+        self.assertEqual(len(registered), len(set(registered)))
+        self.assertTrue(set(registered) <= set(sampledata.sampleDataNames()))
+
+    def test_SampleVolumeGeometry(self):
+        """The small anisotropic 3D T1 of the ITK examples loads with the size and spacing its manifest documents."""
+        from MedAICommonLib import sampledata
+
+        info = sampledata.sampleDataInfo("KmeansT1")
+        volumeNode = MedAICommonLogic().loadSampleData("KmeansT1", showResult=False)
+        self.assertEqual(list(volumeNode.GetImageData().GetDimensions()), info["size"])
+        for spacing, expected in zip(volumeNode.GetSpacing(), info["spacingMm"]):
+            self.assertAlmostEqual(spacing, expected, places=4)

@@ -1,0 +1,325 @@
+"""MedAI Registration: classical registration from translation to deformable, and learned registration.
+
+The algorithms live in MedAIRegistrationLib (plain Python, no Qt); this file holds the Slicer module:
+metadata, parameter node, panel, the logic adapter that turns the parameter node into Lib calls run
+in a background worker, and the self-test.
+"""
+
+from typing import Annotated
+
+import slicer
+import vtk
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+    vtkMRMLTransformNode,
+)
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import *
+from slicer.util import VTKObservationMixin
+
+from MedAICommon import MedAIJobRunner
+from MedAICommonLib.errors import MedAIInputError
+from MedAICommonLib.jobs import WorkerState
+
+TRANSFORM_TYPES = ["translation", "rigid", "similarity", "affine", "bspline", "deformable", "learned"]
+METRICS = ["mse", "ncc", "mi"]
+
+#
+# MedAIRegistration
+#
+
+
+class MedAIRegistration(ScriptedLoadableModule):
+    """Uses ScriptedLoadableModule base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("MedAI Registration")
+        self.parent.categories = ["MedAI"]
+        self.parent.dependencies = ["MedAICommon"]
+        self.parent.contributors = ["MedAI contributors"]
+        self.parent.helpText = _("""
+Aligns a moving image with a fixed image: translation, rigid, similarity, affine, B-spline, dense deformable or a
+learned (VoxelMorph-style) network, with mean squares, normalised cross-correlation or mutual information.
+Put the moving volume under the output transform to see it aligned. Quality checks: Dice of propagated labels,
+landmark error in mm, Jacobian determinant and folding.
+See <a href="https://github.com/medai-slicer/SlicerMedAI#medairegistration">the module documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+Built on SimpleITK's registration framework, MONAI and PyTorch.
+""")
+
+
+#
+# MedAIRegistrationParameterNode
+#
+
+
+@parameterNodeWrapper
+class MedAIRegistrationParameterNode:
+    """The settings of the Registration panel, saved with the scene.
+
+    fixedVolume, movingVolume - the image that stays, and the image to align onto it.
+    transformType - translation, rigid, similarity, affine, bspline, deformable or learned.
+    metric - mse (mean squares), ncc (normalised cross-correlation) or mi (mutual information).
+    fixedLabels, movingLabels - segmentations for the Dice of propagated labels.
+    fixedLandmarks, movingLandmarks - paired points (RAS) for the target registration error in mm.
+    outputTransform - moves the moving volume onto the fixed one (modeling transform "to parent").
+    outputVolume - the moving volume resampled onto the fixed grid.
+    reportTable - metric per iteration and the quality checks.
+    """
+
+    fixedVolume: vtkMRMLScalarVolumeNode
+    movingVolume: vtkMRMLScalarVolumeNode
+    transformType: Annotated[str, Choice(TRANSFORM_TYPES)] = "rigid"
+    metric: Annotated[str, Choice(METRICS)] = "mi"
+    fixedLabels: vtkMRMLSegmentationNode
+    movingLabels: vtkMRMLSegmentationNode
+    fixedLandmarks: vtkMRMLMarkupsFiducialNode
+    movingLandmarks: vtkMRMLMarkupsFiducialNode
+    outputTransform: vtkMRMLTransformNode
+    outputVolume: vtkMRMLScalarVolumeNode
+    reportTable: vtkMRMLTableNode
+
+
+#
+# MedAIRegistrationWidget
+#
+
+
+class MedAIRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Uses ScriptedLoadableModuleWidget base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._jobRunner = None
+
+    def setup(self) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedAIRegistration.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged to each node selector.
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = MedAIRegistrationLogic()
+        self._jobRunner = MedAIJobRunner(self.ui.progressBar, self.ui.statusLabel, self._onJobEnded)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+
+        # Make sure parameter node is initialized (needed for module reload)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        self._jobRunner.close()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        # Do not react to parameter node changes (GUI will be updated when the user enters into the module)
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed: a running job would write into nodes about to vanish."""
+        self._jobRunner.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """Called just after the scene is closed."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Called on setup, enter and scene close: makes sure a parameter node exists and is shown."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.fixedVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.fixedVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Called when the parameter node is replaced: binds the panel's widgets to it and observes it."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Each widget of the .ui names its parameter in the "SlicerParameterName" dynamic property.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Called after every parameter change: enables Apply, or says on its tooltip (and the status line) why not."""
+        if self._jobRunner.running:
+            return  # Apply is the running job's Cancel button
+        reason = self.logic.whyCannotRegister(self._parameterNode)
+        self.ui.applyButton.enabled = not reason
+        self.ui.applyButton.toolTip = reason or _("Register the moving volume to the fixed volume.")
+        pending = self.logic.pendingMessage(self._parameterNode.transformType) if self._parameterNode else ""
+        if pending:
+            self.ui.statusLabel.text = pending
+
+    def onApplyButton(self) -> None:
+        """Called when the user clicks Apply; while a job runs, the same button cancels it."""
+        if self._jobRunner.running:
+            self._jobRunner.cancel()
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the registration."), waitCursor=True):
+            self._jobRunner.start(self.logic.startRegistration(self._parameterNode), self.ui.applyButton)
+
+    def _onJobEnded(self, status) -> None:
+        """Called when the background registration ends: puts its results into the output nodes."""
+        if status.state == WorkerState.COMPLETED:
+            with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
+                self.logic.finishJob(self._parameterNode, status.result)
+                self.ui.statusLabel.text = _("Done.")
+        self._checkCanApply()
+
+
+#
+# MedAIRegistrationLogic
+#
+
+
+class MedAIRegistrationLogic(ScriptedLoadableModuleLogic):
+    """Turns the parameter node into MedAIRegistrationLib calls, run in a background worker.
+
+    No algorithm lives here. Uses ScriptedLoadableModuleLogic base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    # The issue that brings each transform type; a type leaves this table when its algorithm lands in the Lib.
+    PENDING_ISSUES = {
+        "translation": 6,
+        "rigid": 6,
+        "similarity": 6,
+        "affine": 6,
+        "bspline": 6,
+        "deformable": 6,
+        "learned": 7,
+    }
+
+    def __init__(self) -> None:
+        """Called when the logic class is instantiated. Can be used for initializing member variables."""
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return MedAIRegistrationParameterNode(super().getParameterNode())
+
+    def pendingMessage(self, transformType: str) -> str:
+        """Which issue brings ``transformType``; empty once it is available."""
+        issue = self.PENDING_ISSUES.get(transformType)
+        if issue is None:
+            return ""
+        return _("The {transformType} registration arrives with issue #{issue}; nothing is computed yet.").format(
+            transformType=transformType, issue=issue
+        )
+
+    def whyCannotRegister(self, parameterNode) -> str:
+        """The first thing that stops a registration, in the user's words; empty when it can run."""
+        if parameterNode is None:
+            return _("The module has no parameter node yet.")
+        if self.pendingMessage(parameterNode.transformType):
+            return self.pendingMessage(parameterNode.transformType)
+        if not (parameterNode.fixedVolume and parameterNode.movingVolume):
+            return _("Select a fixed and a moving volume.")
+        if parameterNode.fixedVolume.GetID() == parameterNode.movingVolume.GetID():
+            return _("The fixed and moving volumes are the same node; select two different images.")
+        if bool(parameterNode.fixedLabels) != bool(parameterNode.movingLabels):
+            return _("Select both fixed and moving labels, or neither.")
+        if bool(parameterNode.fixedLandmarks) != bool(parameterNode.movingLandmarks):
+            return _("Select both fixed and moving landmarks, or neither.")
+        return ""
+
+    def startRegistration(self, parameterNode):
+        """Check the parameters and return the worker (not started yet) that registers the volumes.
+
+        Raises:
+            MedAIInputError: the transform type is not available yet, or an input is missing.
+        """
+        reason = self.whyCannotRegister(parameterNode)
+        if reason:
+            raise MedAIInputError(reason)
+        return self._createWorker(parameterNode)
+
+    def finishJob(self, parameterNode, result) -> None:
+        """Put what a finished worker reported (``MEDAI_RESULT``) into the output nodes."""
+        raise NotImplementedError(_("No MedAI Registration task can produce results yet."))
+
+    def _createWorker(self, parameterNode):
+        """The MedAICommonLib.jobs.WorkerProcess of a transform type; each type's issue adds its own here."""
+        raise NotImplementedError(self.pendingMessage(parameterNode.transformType) or parameterNode.transformType)
+
+
+#
+# MedAIRegistrationTest
+#
+
+
+class MedAIRegistrationTest(ScriptedLoadableModuleTest):
+    """Self-test, run inside Slicer (the pytest suite covers MedAIRegistrationLib without the application).
+
+    Uses ScriptedLoadableModuleTest base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def setUp(self):
+        """Called before each test: starts from an empty scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Called by the Reload and Test button and by ctest."""
+        self.setUp()
+        self.test_SamplePairGeometry()
+        self.setUp()
+        self.test_PendingTransformsSayWhy()
+
+    def test_SamplePairGeometry(self):
+        """MNI152 and Colin27, the registration pair of the examples, load with the grids their manifest documents."""
+        from MedAICommonLib import sampledata
+
+        for name in ("MNI152T1", "Colin27"):
+            info = sampledata.sampleDataInfo(name)
+            volumeNode = sampledata.loadSampleData(slicer.mrmlScene, name)
+            self.assertEqual(list(volumeNode.GetImageData().GetDimensions()), info["size"])
+            for spacing, expected in zip(volumeNode.GetSpacing(), info["spacingMm"]):
+                self.assertAlmostEqual(spacing, expected, places=4)
+
+    def test_PendingTransformsSayWhy(self):
+        """Until its issue lands, a transform type refuses to start and names the issue that brings it."""
+        logic = MedAIRegistrationLogic()
+        parameterNode = logic.getParameterNode()
+        parameterNode.fixedVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+        parameterNode.movingVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+        for transformType in TRANSFORM_TYPES:
+            parameterNode.transformType = transformType
+            if transformType not in logic.PENDING_ISSUES:
+                continue
+            self.assertIn(f"#{logic.PENDING_ISSUES[transformType]}", logic.whyCannotRegister(parameterNode))
+            with self.assertRaises(MedAIInputError):
+                logic.startRegistration(parameterNode)
