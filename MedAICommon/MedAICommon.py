@@ -242,17 +242,17 @@ class MedAICommonTest(ScriptedLoadableModuleTest):
         self.test_SampleVolumeGeometry()
 
     def test_SampleDataRegistered(self):
-        """Every sample found on this computer is listed under the MedAI category of Sample Data."""
+        """Every MedAI sample is listed once under the MedAI category of Sample Data, even if registered twice."""
         import SampleData
 
         from MedAICommonLib import sampledata
 
         registerSampleData()
+        registerSampleData()
         registered = [
             s.sampleName for s in SampleData.SampleDataLogic.sampleDataSourcesByCategory(SAMPLE_DATA_CATEGORY)
         ]
-        self.assertEqual(len(registered), len(set(registered)))
-        self.assertTrue(set(registered) <= set(sampledata.sampleDataNames()))
+        self.assertEqual(registered, sampledata.sampleDataNames())
 
     def test_SampleVolumeGeometry(self):
         """The small anisotropic 3D T1 of the ITK examples loads with the size and spacing its manifest documents."""

@@ -637,6 +637,30 @@ def test_checks_catch_a_broken_demo_module(broken, expected):
     assert any(expected in p for p in problems), problems
 
 
+def _uic() -> str | None:
+    import shutil
+
+    return shutil.which("uic") or next(
+        (p for p in ("/usr/lib/qt5/bin/uic", "/usr/lib/x86_64-linux-gnu/qt5/bin/uic") if Path(p).is_file()), None
+    )
+
+
+@pytest.mark.skipif(_uic() is None, reason="needs Qt's uic (Debian package qtbase5-dev-tools)")
+@pytest.mark.parametrize("moduleName", PANEL_MODULES)
+def test_qt_uic_compiles_the_ui(moduleName, tmp_path):
+    """Qt's own user-interface compiler reads the file (Designer's schema, custom widgets declared)."""
+    import subprocess
+
+    uiPath = ROOT / moduleName / "Resources" / "UI" / f"{moduleName}.ui"
+    result = subprocess.run(
+        [_uic(), str(uiPath), "-o", str(tmp_path / "ui.h")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "ui.h").read_text()
+    for parameter in boundWidgets(parseUi(uiPath.read_text())):
+        assert f'setProperty("SlicerParameterName", QVariant(QString::fromUtf8("{parameter}")))' in header
+
+
 def test_malformed_ui_is_refused():
     with pytest.raises(ET.ParseError):
         parseUi(GOOD_UI.replace("</layout>", ""))
