@@ -16,52 +16,22 @@ that comes later in the segmentation's order wins.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import MedAIInputError
-from .volumes import ijkToRasFromVolume, setVolumeIjkToRas, updateVolumeFromArray, volumeGeometry
+from .geometry import linearTransformToWorld, volumeGeometry
+from .segmentlabels import SegmentInfo, _checkLabelArray, _checkSegments, _exportLabelValues
+from .volumes import arrayFromVolume, ijkToRasFromVolume, setVolumeIjkToRas, updateVolumeFromArray
 
 __all__ = [
-    "SegmentInfo",
     "labelmapFromSegmentation",
     "createSegmentationFromLabelmap",
     "createSegmentationFromLabelmapVolume",
+    # Defined in segmentlabels; importable from here too.
+    "SegmentInfo",
 ]
-
-# Slicer merges segments into a signed short image, so larger label values cannot come back.
-_MAX_LABEL_VALUE = 32767
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    """One segment of a label map.
-
-    Attributes:
-        name: segment name shown in Slicer.
-        color: RGB colour, each component in 0-1.
-        labelValue: the segment's voxel value in the label map, 1 to 32767.
-    """
-
-    name: str
-    color: tuple[float, float, float]
-    labelValue: int
-
-    def __post_init__(self) -> None:
-        color = tuple(float(c) for c in self.color)
-        if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
-            raise MedAIInputError(
-                f"Segment '{self.name}' needs an RGB colour with components in 0-1, got {self.color}."
-            )
-        if not 1 <= int(self.labelValue) <= _MAX_LABEL_VALUE or int(self.labelValue) != self.labelValue:
-            raise MedAIInputError(
-                f"Segment '{self.name}' needs a label value in 1-{_MAX_LABEL_VALUE}, got {self.labelValue}."
-            )
-        object.__setattr__(self, "color", color)
-        object.__setattr__(self, "labelValue", int(self.labelValue))
 
 
 def _ensureConverterRules() -> None:
@@ -83,52 +53,6 @@ def _ensureConverterRules() -> None:
         rule = ruleClass()
         if rule.GetName() not in registered:
             factory.RegisterConverterRule(rule)
-
-
-def _defaultSegmentInfo(labelValue: int, colorNode: Any = None) -> SegmentInfo:
-    """Name and colour from the label map's colour table when it has them, else Slicer's 'Labels' table."""
-    import slicer
-
-    if colorNode is not None and 0 <= labelValue < colorNode.GetNumberOfColors():
-        name = colorNode.GetColorName(labelValue)
-        rgba = [0.0, 0.0, 0.0, 0.0]
-        if name and name != "(none)" and colorNode.GetColor(labelValue, rgba):
-            return SegmentInfo(name, tuple(rgba[:3]), labelValue)
-    labels = slicer.vtkMRMLColorTableNode()
-    labels.SetTypeToLabels()
-    rgba = labels.GetLookupTable().GetTableValue(1 + (labelValue - 1) % (labels.GetNumberOfColors() - 1))
-    return SegmentInfo(f"Label_{labelValue}", tuple(rgba[:3]), labelValue)
-
-
-def _checkLabelArray(labelArray: Any) -> np.ndarray:
-    if not isinstance(labelArray, np.ndarray):
-        raise MedAIInputError(f"Expected a numpy label array, got {type(labelArray).__name__}.")
-    if labelArray.ndim != 3 or 0 in labelArray.shape:
-        raise MedAIInputError(f"Expected a non-empty 3D label array in KJI order, got shape {labelArray.shape}.")
-    if labelArray.dtype.kind not in "iub":
-        raise MedAIInputError(f"A label map needs integer voxels, got {labelArray.dtype}.")
-    if labelArray.min() < 0 or labelArray.max() > _MAX_LABEL_VALUE:
-        raise MedAIInputError(
-            f"Label values must lie in 0-{_MAX_LABEL_VALUE}, got {labelArray.min()}-{labelArray.max()}."
-        )
-    return labelArray.astype(np.uint8 if labelArray.max() <= 255 else np.int16)
-
-
-def _checkSegments(labelArray: np.ndarray, segments: Any, colorNode: Any = None) -> list[SegmentInfo]:
-    present = [int(v) for v in np.unique(labelArray) if v != 0]
-    if segments is None:
-        return [_defaultSegmentInfo(value, colorNode) for value in present]
-    segments = list(segments)
-    if not all(isinstance(segment, SegmentInfo) for segment in segments):
-        raise MedAIInputError("Segments must be given as a list of SegmentInfo.")
-    values = [segment.labelValue for segment in segments]
-    duplicated = sorted(v for v, n in Counter(values).items() if n > 1)
-    if duplicated:
-        raise MedAIInputError(f"Several segments share the label value(s) {duplicated}.")
-    missing = sorted(set(present) - set(values))
-    if missing:
-        raise MedAIInputError(f"The label map has value(s) {missing} that no segment describes.")
-    return segments
 
 
 def createSegmentationFromLabelmap(
@@ -216,8 +140,6 @@ def createSegmentationFromLabelmapVolume(
     import slicer
     import vtk
 
-    from .volumes import arrayFromVolume
-
     if not isinstance(labelmapVolumeNode, slicer.vtkMRMLScalarVolumeNode) or labelmapVolumeNode.GetScene() is None:
         raise MedAIInputError("Expected a label map volume node that belongs to a scene.")
     voxels = _checkLabelArray(arrayFromVolume(labelmapVolumeNode))
@@ -237,18 +159,6 @@ def createSegmentationFromLabelmapVolume(
     return segmentationNode
 
 
-def _exportLabelValues(segmentation: Any, segmentIds: list[str]) -> list[int]:
-    """Each segment keeps its own label value; a repeated one (separate layers) gets the next free value."""
-    requested = [segmentation.GetSegment(segmentId).GetLabelValue() for segmentId in segmentIds]
-    nextFree = max(requested, default=0) + 1
-    values: list[int] = []
-    for value in requested:
-        if value < 1 or value in values:
-            value, nextFree = nextFree, nextFree + 1
-        values.append(value)
-    return values
-
-
 def _checkSegmentationNode(segmentationNode: Any) -> None:
     import slicer
 
@@ -258,12 +168,7 @@ def _checkSegmentationNode(segmentationNode: Any) -> None:
     binaryLabelmap = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     if not segmentationNode.GetSegmentation().ContainsRepresentation(binaryLabelmap):
         raise MedAIInputError(f"Segmentation '{name}' has no binary labelmap representation; create it first.")
-    transformNode = segmentationNode.GetParentTransformNode()
-    if transformNode is not None and not transformNode.IsTransformToWorldLinear():
-        raise MedAIInputError(
-            f"Segmentation '{name}' is under the non-linear transform '{transformNode.GetName()}'; "
-            "harden or remove the transform first."
-        )
+    linearTransformToWorld(segmentationNode, "Segmentation")  # refuses a non-linear transform before any work
 
 
 def _segmentationGeometry(segmentationNode: Any) -> Any:
@@ -357,9 +262,5 @@ def _worldImageToRas(segmentationNode: Any, image: Any) -> np.ndarray:
     image.GetImageToWorldMatrix(matrix)
     shift = np.eye(4)
     shift[:3, 3] = image.GetExtent()[0::2]
-    ijkToRas = slicer.util.arrayFromVTKMatrix(matrix) @ shift
-    transformNode = segmentationNode.GetParentTransformNode()
-    if transformNode is not None:
-        transformNode.GetMatrixTransformToWorld(matrix)
-        ijkToRas = slicer.util.arrayFromVTKMatrix(matrix) @ ijkToRas
-    return ijkToRas
+    imageToRas = slicer.util.arrayFromVTKMatrix(matrix) @ shift
+    return linearTransformToWorld(segmentationNode, "Segmentation") @ imageToRas

@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MedAIInputError
+from .geometry import LPS_TO_RAS, linearTransformToWorld, sitkImageGeometryLps, volumeGeometry
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK
 
 __all__ = [
-    "LPS_TO_RAS",
     "arrayFromVolume",
     "ijkToRasFromVolume",
-    "volumeGeometry",
     "setVolumeIjkToRas",
     "createVolumeFromArray",
     "updateVolumeFromArray",
@@ -44,13 +43,10 @@ __all__ = [
     "metaTensorFromVolume",
     "createVolumeFromMetaTensor",
     "sameGeometry",
+    # Defined in geometry; importable from here too.
+    "LPS_TO_RAS",
+    "volumeGeometry",
 ]
-
-#: Flips x and y; it converts RAS to LPS and back (it is its own inverse).
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-# Columns whose cosine exceeds this are sheared: MRML, ITK and NIfTI cannot hold such a grid.
-_ORTHOGONALITY_TOLERANCE = 1e-4
 
 
 def _checkScalarVolumeNode(volumeNode: Any) -> None:
@@ -106,43 +102,7 @@ def ijkToRasFromVolume(volumeNode: Any) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
     ijkToRas = slicer.util.arrayFromVTKMatrix(matrix).astype(np.float64)
-    transformNode = volumeNode.GetParentTransformNode()
-    if transformNode is None:
-        return ijkToRas
-    if not transformNode.IsTransformToWorldLinear():
-        raise MedAIInputError(
-            f"Volume '{volumeNode.GetName()}' is under the non-linear transform '{transformNode.GetName()}'; "
-            "harden or remove the transform first."
-        )
-    transformNode.GetMatrixTransformToWorld(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix).astype(np.float64) @ ijkToRas
-
-
-def volumeGeometry(ijkToRas: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split an IJK-to-RAS matrix into spacing, axis directions and origin.
-
-    Args:
-        ijkToRas: 4x4 matrix, RAS millimetres per voxel index.
-
-    Returns:
-        ``(spacingMm (3,), directions (3, 3) with unit axis columns, originRas (3,))``.
-
-    Raises:
-        MedAIInputError: not a finite affine 4x4 matrix, a zero-length axis, or sheared axes.
-    """
-    matrix = np.asarray(ijkToRas, dtype=np.float64)
-    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
-        raise MedAIInputError(f"The IJK-to-RAS matrix must be a finite 4x4 matrix, got shape {matrix.shape}.")
-    if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0], atol=1e-12):
-        raise MedAIInputError("The IJK-to-RAS matrix must be affine (last row 0, 0, 0, 1).")
-    spacingMm = np.linalg.norm(matrix[:3, :3], axis=0)
-    if np.any(spacingMm <= 0.0):
-        raise MedAIInputError(f"The IJK-to-RAS matrix has a zero-length axis (spacing {spacingMm.tolist()} mm).")
-    directions = matrix[:3, :3] / spacingMm
-    cosines = directions.T @ directions - np.eye(3)
-    if np.max(np.abs(cosines)) > _ORTHOGONALITY_TOLERANCE:
-        raise MedAIInputError("The IJK-to-RAS matrix shears the voxel grid; its axes must be orthogonal.")
-    return spacingMm, directions, matrix[:3, 3].copy()
+    return linearTransformToWorld(volumeNode, "Volume") @ ijkToRas
 
 
 def _checkArray(array: Any, labelmap: bool) -> np.ndarray:
@@ -251,10 +211,10 @@ def ijkToRasFromSitkImage(image: SimpleITK.Image) -> np.ndarray:
     """
     if image.GetDimension() != 3:
         raise MedAIInputError(f"Expected a 3D image, got a {image.GetDimension()}D image.")
+    originLps, spacingMm, directionLps = sitkImageGeometryLps(image)
     ijkToLps = np.eye(4)
-    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
-    ijkToLps[:3, :3] = direction * np.array(image.GetSpacing(), dtype=np.float64)
-    ijkToLps[:3, 3] = image.GetOrigin()
+    ijkToLps[:3, :3] = directionLps * spacingMm
+    ijkToLps[:3, 3] = originLps
     return LPS_TO_RAS @ ijkToLps
 
 
