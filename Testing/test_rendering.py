@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -197,3 +201,19 @@ def test_nodes_from_another_scene_and_wrong_suffix_are_refused(scene, tmp_path):
     with pytest.raises(MedAIInputError, match="background volume"):
         rendering.renderSliceViews(slicer.vtkMRMLScene(), volumeNode, tmp_path / "views.png")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_torch_llvm_users_still_load_after_rendering(tmp_path):
+    """Mesa's llvmpipe loads libLLVM globally; triton (imported by torch and torchvision) crashed after it."""
+    script = (
+        "import numpy as np, slicer\n"
+        "from MedAICommonLib import rendering, volumes\n"
+        "scene = slicer.vtkMRMLScene()\n"
+        "node = volumes.createVolumeFromArray(scene, np.arange(27, dtype=np.int16).reshape(3, 3, 3), np.eye(4), 'v')\n"
+        f"rendering.renderSliceViews(scene, node, {str(tmp_path / 'v.png')!r}, sizePx=32)\n"
+        "import triton._C.libtriton\n"
+        "print('loaded')\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and "loaded" in completed.stdout, completed.stderr[-2000:]

@@ -44,6 +44,7 @@ _VIEW_COLORS = {"Axial": (241, 128, 105), "Sagittal": (237, 213, 97), "Coronal":
 # The RAS axis (R=0, A=1, S=2) along each view's normal: its slice offset is that coordinate.
 _NORMAL_AXIS = {"Axial": 2, "Coronal": 1, "Sagittal": 0}
 _SLICE_DISPLAYABLE_MANAGERS = ("vtkMRMLSegmentationsDisplayableManager2D", "vtkMRMLModelSliceDisplayableManager")
+_BUNDLED_LLVM_MODULES = ("triton._C.libtriton",)
 _HEADER_PX, _GAP_PX, _CAPTION_PX = 18, 4, 20
 _renderWindowClass: Any = None
 
@@ -329,6 +330,7 @@ def _offscreenRenderWindowClass():
     import vtk
     from vtkmodules import vtkRenderingOpenGL2 as opengl
 
+    _loadBundledLlvmFirst()
     candidates = [vtk.vtkRenderWindow] if os.environ.get("VTK_DEFAULT_OPENGL_WINDOW") else []
     if sys.platform.startswith("linux"):
         candidates += [
@@ -350,6 +352,24 @@ def _offscreenRenderWindowClass():
         "No offscreen OpenGL: neither EGL nor OSMesa works. On Debian/Ubuntu install libegl1, libegl-mesa0, "
         "libgl1-mesa-dri (EGL, also without a GPU) or libosmesa6 (OSMesa)."
     )
+
+
+def _loadBundledLlvmFirst() -> None:
+    """Load libraries that bundle their own LLVM before Mesa's software OpenGL loads libLLVM.
+
+    Mesa's llvmpipe (EGL or OSMesa without a GPU) puts libLLVM's symbols in the global scope;
+    triton's extension (imported by torch, torchvision and so MONAI) loaded after that binds to
+    them and crashes the process. Loaded first, it keeps its own LLVM.
+    """
+    import importlib
+    import importlib.util
+
+    for moduleName in _BUNDLED_LLVM_MODULES:
+        try:
+            if moduleName.split(".")[0] in sys.modules or importlib.util.find_spec(moduleName.split(".")[0]):
+                importlib.import_module(moduleName)
+        except Exception:  # noqa: BLE001 - a broken optional package must not stop rendering
+            continue
 
 
 def _checkArguments(scene, background, segmentation, foreground, orientations, sizePx, offsets, opacity) -> tuple:
