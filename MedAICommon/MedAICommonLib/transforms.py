@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from MedAICommonLib.errors import MedAIInputError
+from .errors import MedAIInputError
+from .geometry import LPS_TO_RAS, checkedAffine, lpsToRas, rasToLps
+from .transformgrids import sitkBSplineFromVtk, sitkDisplacementFieldFromVtk, vtkBSplineFromSitk, vtkGridFromSitk
 
 __all__ = [
-    "rasToLps",
-    "lpsToRas",
     "resamplingMatrixLpsFromToParentRas",
     "toParentRasFromResamplingMatrixLps",
     "matrixFromSitkLinearTransform",
@@ -32,29 +32,10 @@ __all__ = [
     "sitkTransformFromTransformNode",
     "createTransformNodeFromSitkTransform",
     "updateTransformNodeFromSitkTransform",
+    # Defined in geometry; importable from here too.
+    "rasToLps",
+    "lpsToRas",
 ]
-
-# Flipping x and y turns LPS into RAS and back; the matrix is its own inverse.
-_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def rasToLps(points) -> np.ndarray:
-    """Convert points from RAS to LPS millimetres (or back: the flip is its own inverse).
-
-    Args:
-        points: one point (3,) or many (N, 3), in RAS mm.
-
-    Returns:
-        A new float array of the same shape, in LPS mm.
-    """
-    converted = np.array(points, dtype=float)
-    converted[..., :2] *= -1.0
-    return converted
-
-
-def lpsToRas(points) -> np.ndarray:
-    """Convert points from LPS to RAS millimetres; see :func:`rasToLps`."""
-    return rasToLps(points)
 
 
 def resamplingMatrixLpsFromToParentRas(toParentRas) -> np.ndarray:
@@ -69,8 +50,8 @@ def resamplingMatrixLpsFromToParentRas(toParentRas) -> np.ndarray:
     Raises:
         MedAIInputError: if the matrix is not a 4x4 invertible affine matrix.
     """
-    matrix = _checkedAffine(toParentRas, "toParentRas")
-    return _FLIP @ np.linalg.inv(matrix) @ _FLIP
+    matrix = _checkedInvertible(toParentRas, "toParentRas")
+    return LPS_TO_RAS @ np.linalg.inv(matrix) @ LPS_TO_RAS
 
 
 def toParentRasFromResamplingMatrixLps(resamplingLps) -> np.ndarray:
@@ -85,8 +66,8 @@ def toParentRasFromResamplingMatrixLps(resamplingLps) -> np.ndarray:
     Raises:
         MedAIInputError: if the matrix is not a 4x4 invertible affine matrix.
     """
-    matrix = _checkedAffine(resamplingLps, "resamplingLps")
-    return np.linalg.inv(_FLIP @ matrix @ _FLIP)
+    matrix = _checkedInvertible(resamplingLps, "resamplingLps")
+    return np.linalg.inv(LPS_TO_RAS @ matrix @ LPS_TO_RAS)
 
 
 def matrixFromSitkLinearTransform(transform) -> np.ndarray:
@@ -132,7 +113,7 @@ def sitkAffineTransformFromMatrix(resamplingLps):
     """
     import SimpleITK as sitk
 
-    matrix = _checkedAffine(resamplingLps, "resamplingLps")
+    matrix = _checkedInvertible(resamplingLps, "resamplingLps")
     affine = sitk.AffineTransform(3)
     affine.SetMatrix(tuple(float(v) for v in matrix[:3, :3].ravel()))
     affine.SetTranslation(tuple(float(v) for v in matrix[:3, 3]))
@@ -166,7 +147,7 @@ def sitkTransformFromTransformNode(transformNode):
     if transformNode.IsTransformToWorldLinear():
         fromWorldRas = vtk.vtkMatrix4x4()
         transformNode.GetMatrixTransformFromWorld(fromWorldRas)
-        return sitkAffineTransformFromMatrix(_FLIP @ _arrayFromVtkMatrix(fromWorldRas) @ _FLIP)
+        return sitkAffineTransformFromMatrix(LPS_TO_RAS @ slicer.util.arrayFromVTKMatrix(fromWorldRas) @ LPS_TO_RAS)
     fromWorld = vtk.vtkGeneralTransform()
     transformNode.GetTransformFromWorld(fromWorld)
     collection = vtk.vtkCollection()
@@ -239,16 +220,17 @@ def _vtkResamplingRasFromSitk(transform):
 
     _checkedSitkTransform(transform)
     if transform.IsLinear():
-        return _FLIP @ matrixFromSitkLinearTransform(transform) @ _FLIP, "vtkMRMLLinearTransformNode"
+        return LPS_TO_RAS @ matrixFromSitkLinearTransform(transform) @ LPS_TO_RAS, "vtkMRMLLinearTransformNode"
     elements = _flattenedSitkElements(transform)
     vtkElements = []
     for element in _mergeLinearNeighbours(elements):
         if element.IsLinear():
-            vtkElements.append(_vtkLinearFromMatrix(_FLIP @ matrixFromSitkLinearTransform(element) @ _FLIP))
+            resamplingRas = LPS_TO_RAS @ matrixFromSitkLinearTransform(element) @ LPS_TO_RAS
+            vtkElements.append(_vtkLinearFromMatrix(resamplingRas))
         elif isinstance(element, sitk.BSplineTransform):
-            vtkElements.append(_vtkBSplineFromSitk(element))
+            vtkElements.append(vtkBSplineFromSitk(element))
         elif isinstance(element, sitk.DisplacementFieldTransform):
-            vtkElements.append(_vtkGridFromSitk(element))
+            vtkElements.append(vtkGridFromSitk(element))
         else:
             raise MedAIInputError(
                 f"A {element.GetName()} has no Slicer equivalent; use a linear, B-spline or displacement field transform."
@@ -280,74 +262,19 @@ def _flattenedSitkElements(transform) -> list:
 
 
 def _vtkLinearFromMatrix(matrix):
+    import slicer
     import vtk
 
     linear = vtk.vtkTransform()
-    linear.SetMatrix(_vtkMatrix(matrix))
+    linear.SetMatrix(slicer.util.vtkMatrixFromArray(matrix))
     return linear
 
 
-def _vtkBSplineFromSitk(bspline):
-    import SimpleITK as sitk
-    import slicer
-
-    if bspline.GetDimension() != 3 or bspline.GetOrder() != 3:
-        raise MedAIInputError("Only 3D cubic (order 3) B-spline transforms have a Slicer equivalent.")
-    coefficientImages = bspline.GetCoefficientImages()
-    componentsLps = np.stack([sitk.GetArrayFromImage(image) for image in coefficientImages], axis=-1)
-    transformRas = slicer.vtkOrientedBSplineTransform()
-    transformRas.SetBorderModeToZero()  # ITK: no displacement outside the B-spline support
-    transformRas.SetCoefficientData(_vtkImageFromVectors(componentsLps, coefficientImages[0]))
-    transformRas.SetGridDirectionMatrix(_vtkMatrix(_gridDirectionRas(coefficientImages[0])))
-    return transformRas
-
-
-def _vtkGridFromSitk(displacementTransform):
-    import SimpleITK as sitk
-    import slicer
-
-    field = displacementTransform.GetDisplacementField()
-    vectorsLps = sitk.GetArrayFromImage(field).astype(np.float64)
-    if field.GetDimension() == 2:
-        # A 2D field becomes a one-slice 3D grid that leaves z unchanged.
-        vectorsLps = np.concatenate([vectorsLps, np.zeros(vectorsLps.shape[:-1] + (1,))], axis=-1)[np.newaxis]
-    transformRas = slicer.vtkOrientedGridTransform()
-    transformRas.SetInterpolationModeToLinear()  # as ITK's DisplacementFieldTransform
-    transformRas.SetDisplacementGridData(_vtkImageFromVectors(vectorsLps, field))
-    transformRas.SetGridDirectionMatrix(_vtkMatrix(_gridDirectionRas(field)))
-    return transformRas
-
-
-def _gridDirectionRas(image) -> np.ndarray:
-    dimension = image.GetDimension()
-    directionLps = np.eye(4)
-    directionLps[:dimension, :dimension] = np.array(image.GetDirection()).reshape(dimension, dimension)
-    return _FLIP @ directionLps
-
-
-def _vtkImageFromVectors(vectorsLps: np.ndarray, geometryImage):
-    """vtkImageData (x fastest, RAS vectors and origin) from KJI-ordered LPS vectors and an image's geometry."""
-    import vtk
-    from vtk.util import numpy_support
-
-    dimension = geometryImage.GetDimension()
-    vectorsRas = rasToLps(vectorsLps)
-    originLps = np.zeros(3)
-    originLps[:dimension] = geometryImage.GetOrigin()
-    spacing = np.ones(3)
-    spacing[:dimension] = geometryImage.GetSpacing()
-    image = vtk.vtkImageData()
-    image.SetDimensions(vectorsRas.shape[2], vectorsRas.shape[1], vectorsRas.shape[0])
-    image.SetOrigin(*lpsToRas(originLps))
-    image.SetSpacing(*spacing)
-    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(vectorsRas.reshape(-1, 3)), deep=True)
-    image.GetPointData().SetScalars(scalars)
-    return image
-
-
 def _setFromParent(transformNode, fromParentRas) -> None:
+    import slicer
+
     if isinstance(fromParentRas, np.ndarray):
-        transformNode.SetMatrixTransformFromParent(_vtkMatrix(fromParentRas))
+        transformNode.SetMatrixTransformFromParent(slicer.util.vtkMatrixFromArray(fromParentRas))
     else:
         transformNode.SetAndObserveTransformFromParent(fromParentRas)
 
@@ -357,13 +284,15 @@ def _setFromParent(transformNode, fromParentRas) -> None:
 
 
 def _sitkTransformFromVtk(transformRas):
+    import slicer
+
     if transformRas.IsA("vtkLinearTransform"):
-        matrix = _arrayFromVtkMatrix(transformRas.GetMatrix())
-        return sitkAffineTransformFromMatrix(_FLIP @ matrix @ _FLIP)
+        matrix = slicer.util.arrayFromVTKMatrix(transformRas.GetMatrix())
+        return sitkAffineTransformFromMatrix(LPS_TO_RAS @ matrix @ LPS_TO_RAS)
     if transformRas.IsA("vtkOrientedBSplineTransform"):
-        return _sitkBSplineFromVtk(transformRas)
+        return sitkBSplineFromVtk(transformRas)
     if transformRas.IsA("vtkOrientedGridTransform"):
-        return _sitkDisplacementFieldFromVtk(transformRas)
+        return sitkDisplacementFieldFromVtk(transformRas)
     if transformRas.IsA("vtkGridTransform") or transformRas.IsA("vtkBSplineTransform"):
         raise MedAIInputError(
             f"A {transformRas.GetClassName()} without grid direction is not supported; use Slicer's oriented transforms."
@@ -371,84 +300,6 @@ def _sitkTransformFromVtk(transformRas):
     raise MedAIInputError(
         f"A {transformRas.GetClassName()} has no exact ITK equivalent; convert it to a grid transform in Slicer first."
     )
-
-
-def _sitkBSplineFromVtk(bsplineRas):
-    import SimpleITK as sitk
-
-    if bsplineRas.GetInverseFlag():
-        raise MedAIInputError(
-            "The B-spline transform is stored as 'to parent' (modeling), so its resampling inverse is not a B-spline; "
-            "convert it to a grid transform first."
-        )
-    bulk = bsplineRas.GetBulkTransformMatrix()
-    if bulk is not None and not _isIdentity(bulk):
-        raise MedAIInputError("A B-spline transform with a bulk matrix has no ITK v4 equivalent.")
-    bsplineRas.Update()
-    coefficientsRas, geometry = _vectorsAndGeometryFromVtkImage(
-        bsplineRas.GetCoefficientData(), bsplineRas.GetGridDirectionMatrix()
-    )
-    coefficientsLps = rasToLps(coefficientsRas * bsplineRas.GetDisplacementScale())
-    images = []
-    for component in range(3):
-        image = sitk.GetImageFromArray(np.ascontiguousarray(coefficientsLps[..., component]))
-        _setImageGeometry(image, geometry)
-        images.append(image)
-    return sitk.BSplineTransform(images, 3)
-
-
-def _sitkDisplacementFieldFromVtk(gridRas):
-    import SimpleITK as sitk
-    from vtk.util import numpy_support
-
-    gridRas.Update()  # the grid may be computed lazily from its inverse
-    vectorsRas, geometry = _vectorsAndGeometryFromVtkImage(
-        gridRas.GetDisplacementGrid(), gridRas.GetGridDirectionMatrix()
-    )
-    if gridRas.GetInverseFlag():
-        # The resampling direction is the inverse of the stored field: sample it on the same grid.
-        pointsRas = _gridPointsRas(vectorsRas.shape[:3], geometry)
-        vtkPoints, mappedPoints = _vtkPointsFrom(pointsRas), _vtkPointsFrom(np.zeros((0, 3)))
-        gridRas.TransformPoints(vtkPoints, mappedPoints)
-        mappedRas = numpy_support.vtk_to_numpy(mappedPoints.GetData()).astype(np.float64)
-        vectorsRas = (mappedRas - pointsRas).reshape(vectorsRas.shape)
-    else:
-        vectorsRas = vectorsRas * gridRas.GetDisplacementScale() + gridRas.GetDisplacementShift()
-    field = sitk.GetImageFromArray(np.ascontiguousarray(rasToLps(vectorsRas)), isVector=True)
-    _setImageGeometry(field, geometry)
-    return sitk.DisplacementFieldTransform(field)
-
-
-def _vectorsAndGeometryFromVtkImage(image, directionRasMatrix):
-    """KJI-ordered RAS vectors and the LPS geometry (origin, spacing, direction) of an oriented vtkImageData."""
-    from vtk.util import numpy_support
-
-    dims = image.GetDimensions()
-    vectorsRas = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).astype(np.float64)
-    vectorsRas = vectorsRas.reshape(dims[2], dims[1], dims[0], 3)
-    directionRas = np.eye(3)
-    if directionRasMatrix is not None:
-        directionRas = _arrayFromVtkMatrix(directionRasMatrix)[:3, :3]
-    spacing = np.array(image.GetSpacing())
-    # A vtkImageData extent need not start at 0: the first point lies at origin + D * S * extentMin.
-    extentMin = np.array(image.GetExtent()[::2], dtype=float)
-    originRas = np.array(image.GetOrigin()) + directionRas @ (spacing * extentMin)
-    geometry = (rasToLps(originRas), spacing, (_FLIP[:3, :3] @ directionRas))
-    return vectorsRas, geometry
-
-
-def _setImageGeometry(image, geometry) -> None:
-    originLps, spacing, directionLps = geometry
-    image.SetOrigin(tuple(float(v) for v in originLps))
-    image.SetSpacing(tuple(float(v) for v in spacing))
-    image.SetDirection(tuple(float(v) for v in directionLps.ravel()))
-
-
-def _gridPointsRas(shapeKji, geometry) -> np.ndarray:
-    originLps, spacing, directionLps = geometry
-    k, j, i = np.meshgrid(*(np.arange(n) for n in shapeKji), indexing="ij")
-    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1).astype(float)
-    return lpsToRas(originLps + (ijk * spacing) @ directionLps.T)
 
 
 def _mergeLinearNeighbours(elements: list) -> list:
@@ -479,37 +330,8 @@ def _checkedSitkTransform(transform) -> int:
     return dimension
 
 
-def _checkedAffine(matrix, name: str) -> np.ndarray:
-    array = np.asarray(matrix, dtype=float)
-    if array.shape != (4, 4) or not np.all(np.isfinite(array)) or not np.allclose(array[3], [0, 0, 0, 1]):
-        raise MedAIInputError(f"{name} must be a finite 4x4 affine matrix with last row 0 0 0 1.")
+def _checkedInvertible(matrix, name: str) -> np.ndarray:
+    array = checkedAffine(matrix, name)
     if abs(np.linalg.det(array[:3, :3])) < 1e-12:
         raise MedAIInputError(f"{name} is singular and cannot be inverted.")
     return array
-
-
-def _vtkMatrix(array):
-    import vtk
-
-    matrix = vtk.vtkMatrix4x4()
-    for row in range(4):
-        for column in range(4):
-            matrix.SetElement(row, column, float(array[row][column]))
-    return matrix
-
-
-def _arrayFromVtkMatrix(matrix) -> np.ndarray:
-    return np.array([[matrix.GetElement(row, column) for column in range(4)] for row in range(4)])
-
-
-def _isIdentity(matrix) -> bool:
-    return np.allclose(_arrayFromVtkMatrix(matrix), np.eye(4), atol=0.0, rtol=0.0)
-
-
-def _vtkPointsFrom(points: np.ndarray):
-    import vtk
-    from vtk.util import numpy_support
-
-    vtkPoints = vtk.vtkPoints()
-    vtkPoints.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
-    return vtkPoints
