@@ -4,6 +4,9 @@
   resource, follows Slicer's scripted-module template, and lists nothing that does not exist.
 - The top-level CMakeLists.txt and ``MedAI.json`` (the Extensions Index catalogue entry) agree.
 - Icons are 128x128 PNG files.
+
+After adding or removing a module file, ``python Testing/test_extension_structure.py --update``
+rewrites the lists of each module's CMakeLists.txt from the files on disk.
 - Where CMake and a C compiler are installed, the extension is configured, built and installed
   against a stand-in of Slicer's CMake package, and the installed ``MedAICommonLib`` finds the
   installed ``MedAIResources`` folder beside it.
@@ -118,6 +121,25 @@ def moduleCMakeProblems(text: str, moduleDir: Path, moduleName: str) -> list[str
     return problems
 
 
+def updatedModuleCMake(text: str, moduleDir: Path, moduleName: str) -> str:
+    """``text`` with MODULE_PYTHON_SCRIPTS and MODULE_PYTHON_RESOURCES rewritten from the files on disk."""
+    scripts, resources = moduleFilesOnDisk(moduleDir)
+    main = f"{moduleName}.py"
+
+    def block(variable, files):
+        entries = [
+            f.replace(moduleName, "${MODULE_NAME}")
+            if f in (main, f"Resources/Icons/{moduleName}.png", f"Resources/UI/{moduleName}.ui")
+            else f
+            for f in sorted(files, key=lambda f: (f != main, f))
+        ]
+        return f"set({variable}\n" + "".join(f"  {e}\n" for e in entries) + "  )"
+
+    for variable, files in (("MODULE_PYTHON_SCRIPTS", scripts), ("MODULE_PYTHON_RESOURCES", resources)):
+        text = re.sub(rf"set\({variable}\b[^)]*\)", lambda _m, v=variable, f=files: block(v, f), text, count=1)
+    return text
+
+
 def topLevel() -> tuple[list, dict[str, list[str]]]:
     commands = cmakeCommands((ROOT / "CMakeLists.txt").read_text())
     return commands, cmakeVariables(commands)
@@ -183,6 +205,20 @@ def test_cmake_check_catches_unlisted_missing_and_template_errors(tmp_path):
     )
     noTests = good.replace("  WITH_GENERIC_TESTS\n", "")
     assert any("slicerMacroBuildScriptedModule" in p for p in moduleCMakeProblems(noTests, moduleDir, "MedAIDemo"))
+
+
+def test_update_rewrites_the_lists_from_disk(tmp_path):
+    moduleDir = tmp_path / "MedAIDemo"
+    (moduleDir / "MedAIDemoLib").mkdir(parents=True)
+    (moduleDir / "Resources" / "Icons").mkdir(parents=True)
+    for name in ("MedAIDemo.py", "MedAIDemoLib/__init__.py", "MedAIDemoLib/new.py", "Resources/Icons/MedAIDemo.png"):
+        (moduleDir / name).write_text("")
+    stale = (ROOT / "MedAIRegistration" / "CMakeLists.txt").read_text().replace("MedAIRegistration", "MedAIDemo")
+    assert moduleCMakeProblems(stale, moduleDir, "MedAIDemo")
+    updated = updatedModuleCMake(stale, moduleDir, "MedAIDemo")
+    assert moduleCMakeProblems(updated, moduleDir, "MedAIDemo") == []
+    assert "  ${MODULE_NAME}.py\n  MedAIDemoLib/__init__.py\n  MedAIDemoLib/new.py\n" in updated
+    assert updatedModuleCMake(updated, moduleDir, "MedAIDemo") == updated
 
 
 # --- top level and catalogue entry ----------------------------------------------------------------
@@ -370,3 +406,16 @@ def test_extension_configures_builds_and_installs(tmp_path):
     assert lines and Path(lines[0]).is_relative_to(prefix), found.stdout + found.stderr
     if shared:
         assert Path(lines[1]) == prefix / modulesDir / "MedAIResources", found.stdout + found.stderr
+
+
+if __name__ == "__main__":
+    # python Testing/test_extension_structure.py --update: rewrite each module's file lists from disk.
+    if sys.argv[1:] != ["--update"]:
+        sys.exit("usage: python Testing/test_extension_structure.py --update")
+    for moduleName in MODULES:
+        path = ROOT / moduleName / "CMakeLists.txt"
+        text = path.read_text()
+        updated = updatedModuleCMake(text, ROOT / moduleName, moduleName)
+        if updated != text:
+            path.write_text(updated)
+            print(f"updated {path.relative_to(ROOT)}")

@@ -712,7 +712,11 @@ ended, seen = [], {"progress": set(), "labels": set()}
 runner = MedAICommon.MedAIJobRunner(bar, label, lambda status: ended.append((status.state.value, status.result)))
 record = {"barHiddenAtStart": bar.visible is False, "timerSignal": runner._timer.signal}
 
-child = "from MedAICommonLib.jobs import reportProgress, reportResult; reportProgress(0.5, 'Half way'); reportResult({'objects': 3})"
+# The child pauses after its progress line so that a timer tick sees the job half done.
+child = (
+    "import time; from MedAICommonLib.jobs import reportProgress, reportResult; "
+    "reportProgress(0.5, 'Half way'); time.sleep(1.0); reportResult({'objects': 3})"
+)
 runner.start(WorkerProcess(["-c", child]), button)
 record.update(textWhileRunning=button.text, buttonWhileRunning=runner.button is button, barWhileRunning=bar.visible)
 deadline = time.monotonic() + 60
