@@ -1,9 +1,8 @@
 """The model registry: model cards read from ``Resources/Models/models.json``, and users' own models.
 
-A card says what a model does (task, modality, input spacing, labels with names, colours and
-values), what it is (architecture, format), where its weights lie and their sha256, its licence,
-training data and measured accuracy. Weights are checked against the card's size and sha256
-BEFORE anything loads them (:func:`checkedWeightsPath`).
+The cards themselves and the schema of their JSON entries are in :mod:`MedAICommonLib.modelcards`.
+Weights are checked against the card's size and sha256 BEFORE anything loads them
+(:func:`checkedWeightsPath`).
 
 Weights locations (``weights.location`` in the JSON):
 
@@ -11,10 +10,8 @@ Weights locations (``weights.location`` in the JSON):
 - ``package:<package>/<path inside it>`` for weights shipped inside a pip package, found with
   ``importlib.util.find_spec`` without importing the package.
 
-Formats: ``torchscript`` (a ``torch.jit`` archive), ``monai-bundle`` (``config`` names the bundle
-folder, weights are its ``models/model.pt`` or ``.ts``), ``checkpoint+config`` (a state dict plus a
-``config`` file describing the network) and ``package`` (a state dict for the network that the
-``builder``, ``"module:function"``, of a pip package builds).
+Users' own models: a TorchScript file, a MONAI bundle folder, or a checkpoint with a config file
+(:func:`resolveModel`).
 
 Example::
 
@@ -24,24 +21,17 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import json
-import re
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from MedAICommonLib.errors import MedAIInputError
-from MedAICommonLib.resources import resourcesDir
+from .errors import MedAIInputError
+from .modelcards import FORMATS, ModelCard, ModelLabel, ModelWeights, cardAsDict, cardFromEntry
+from .resources import resourcesDir
 
 __all__ = [
-    "FORMATS",
-    "ModelLabel",
-    "ModelWeights",
-    "ModelCard",
     "ModelRegistry",
     "resolveModel",
     "weightsPath",
@@ -49,181 +39,18 @@ __all__ = [
     "verifyWeights",
     "checkedWeightsPath",
     "fileSha256",
+    # Defined in modelcards; importable from here too.
+    "FORMATS",
+    "ModelLabel",
+    "ModelWeights",
+    "ModelCard",
     "cardAsDict",
 ]
 
-FORMATS = ("torchscript", "monai-bundle", "checkpoint+config", "package")
 PACKAGE_PREFIX = "package:"
-_REQUIRED = (
-    "id",
-    "title",
-    "task",
-    "modality",
-    "architecture",
-    "format",
-    "weights",
-    "licence",
-    "trainingData",
-    "labels",
-)
-_OPTIONAL = (
-    "description",
-    "inputSpacingMm",
-    "inputSizePx",
-    "prompts",
-    "measuredAccuracy",
-    "builder",
-    "config",
-    "reference",
-)
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-_sha256Pattern = re.compile(r"^[0-9a-f]{64}$")
 # sha256 of files already verified, keyed by (path, size, mtime): hashing 40 MB on every run is wasteful.
 _hashCache: dict[tuple[str, int, int], str] = {}
-
-
-@dataclass(frozen=True)
-class ModelLabel:
-    """One output label: ``value`` in the label map, ``color`` RGB in 0-1."""
-
-    name: str
-    value: int
-    color: tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class ModelWeights:
-    """Where the weights lie; ``sha256``/``sizeBytes`` are None only for a user's own file."""
-
-    location: str
-    sha256: str | None = None
-    sizeBytes: int | None = None
-
-
-@dataclass
-class ModelCard:
-    """Everything known about one model; see the module docstring for the formats."""
-
-    id: str
-    title: str
-    task: str
-    modality: str
-    architecture: str
-    format: str
-    weights: ModelWeights
-    licence: str
-    trainingData: str
-    labels: list[ModelLabel] = field(default_factory=list)
-    description: str = ""
-    inputSpacingMm: tuple[float, float, float] | None = None
-    inputSizePx: tuple[int, ...] | None = None
-    prompts: list[str] = field(default_factory=list)
-    measuredAccuracy: list[dict[str, Any]] = field(default_factory=list)
-    builder: str | None = None
-    config: str | None = None
-    reference: str = ""
-    baseDir: Path | None = field(default=None, repr=False, compare=False)
-    """Folder that relative locations refer to (the registry's folder); None means absolute paths."""
-
-
-def _fail(where: str, problem: str) -> MedAIInputError:
-    return MedAIInputError(f"{where}: {problem}")
-
-
-def _text(entry: dict, key: str, where: str, required: bool = True) -> str | None:
-    value = entry.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(where, f"'{key}' must be a non-empty string, got {value!r}.")
-    return value
-
-
-def _numbers(entry: dict, key: str, where: str, kind: type, count: int | None) -> tuple | None:
-    value = entry.get(key)
-    if value is None:
-        return None
-    kinds = (int, float) if kind is float else (int,)
-    good = isinstance(value, list) and all(isinstance(v, kinds) and not isinstance(v, bool) and v > 0 for v in value)
-    if not good or (count is not None and len(value) != count) or not value:
-        size = f"{count} " if count else ""
-        raise _fail(where, f"'{key}' must be a list of {size}positive {kind.__name__} numbers or null, got {value!r}.")
-    return tuple(float(v) if kind is float else v for v in value)
-
-
-def _isFraction(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-
-
-def _labels(entry: dict, where: str) -> list[ModelLabel]:
-    raw = entry["labels"]
-    if not isinstance(raw, list):
-        raise _fail(where, "'labels' must be a list of {name, value, color}.")
-    labels = []
-    for label in raw:
-        ok = isinstance(label, dict) and set(label) == {"name", "value", "color"}
-        ok = ok and isinstance(label["name"], str) and isinstance(label["value"], int) and label["value"] > 0
-        color = label.get("color") if isinstance(label, dict) else None
-        ok = ok and isinstance(color, list) and len(color) == 3 and all(_isFraction(c) for c in color)
-        if not ok:
-            raise _fail(where, f"label {label!r} must be {{name, value > 0, color [r, g, b] in 0-1}}.")
-        labels.append(ModelLabel(label["name"], label["value"], tuple(float(c) for c in color)))
-    values = [label.value for label in labels]
-    if len(set(values)) != len(values):
-        raise _fail(where, f"label values repeat: {values}.")
-    return labels
-
-
-def _weights(entry: dict, where: str) -> ModelWeights:
-    raw = entry["weights"]
-    if not isinstance(raw, dict) or set(raw) != {"location", "sha256", "sizeBytes"}:
-        raise _fail(where, "'weights' must be {location, sha256, sizeBytes}.")
-    location = _text(raw, "location", where)
-    if not isinstance(raw["sha256"], str) or not _sha256Pattern.match(raw["sha256"]):
-        raise _fail(where, f"weights sha256 must be 64 lower-case hex digits, got {raw['sha256']!r}.")
-    if not isinstance(raw["sizeBytes"], int) or isinstance(raw["sizeBytes"], bool) or raw["sizeBytes"] <= 0:
-        raise _fail(where, f"weights sizeBytes must be a positive integer, got {raw['sizeBytes']!r}.")
-    return ModelWeights(location, raw["sha256"], raw["sizeBytes"])
-
-
-def _cardFromEntry(entry: Any, where: str, baseDir: Path) -> ModelCard:
-    if not isinstance(entry, dict):
-        raise _fail(where, "each model must be a JSON object.")
-    missing = [key for key in _REQUIRED if key not in entry]
-    unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
-    if missing:
-        raise _fail(where, f"missing required keys: {', '.join(missing)}.")
-    if unknown:
-        raise _fail(where, f"unknown keys: {', '.join(unknown)} (allowed: {', '.join(_REQUIRED + _OPTIONAL)}).")
-    texts = {key: _text(entry, key, where) for key in _REQUIRED if key not in ("weights", "labels")}
-    if texts["format"] not in FORMATS:
-        raise _fail(where, f"format {texts['format']!r} is not one of {', '.join(FORMATS)}.")
-    builder, config = _text(entry, "builder", where, False), _text(entry, "config", where, False)
-    if texts["format"] == "package" and not (builder and re.match(r"^[\w.]+:\w+$", builder)):
-        raise _fail(where, "format 'package' needs 'builder' written as 'module:function'.")
-    if texts["format"] == "checkpoint+config" and not config:
-        raise _fail(where, "format 'checkpoint+config' needs 'config', the file that describes the network.")
-    prompts, accuracy = entry.get("prompts", []), entry.get("measuredAccuracy", [])
-    if not isinstance(prompts, list) or not all(p in ("box", "point", "mask") for p in prompts):
-        raise _fail(where, f"'prompts' must be a list of 'box', 'point', 'mask', got {prompts!r}.")
-    if not isinstance(accuracy, list) or not all(
-        isinstance(a, dict) and {"metric", "value"} <= set(a) for a in accuracy
-    ):
-        raise _fail(where, "'measuredAccuracy' must be a list of objects with at least 'metric' and 'value'.")
-    return ModelCard(
-        **texts,
-        weights=_weights(entry, where),
-        labels=_labels(entry, where),
-        description=_text(entry, "description", where, False) or "",
-        inputSpacingMm=_numbers(entry, "inputSpacingMm", where, float, 3),
-        inputSizePx=_numbers(entry, "inputSizePx", where, int, None),
-        prompts=list(prompts),
-        measuredAccuracy=list(accuracy),
-        builder=builder,
-        config=config,
-        reference=_text(entry, "reference", where, False) or "",
-        baseDir=baseDir,
-    )
 
 
 class ModelRegistry:
@@ -255,7 +82,7 @@ class ModelRegistry:
         cards = []
         for index, entry in enumerate(data["models"]):
             name = entry.get("id") if isinstance(entry, dict) else None
-            cards.append(_cardFromEntry(entry, f"{path.name}, model {index + 1} ({name or 'no id'})", path.parent))
+            cards.append(cardFromEntry(entry, f"{path.name}, model {index + 1} ({name or 'no id'})", path.parent))
         ids = [card.id for card in cards]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
@@ -443,10 +270,3 @@ def checkedWeightsPath(card: ModelCard) -> Path:
             raise MedAIInputError(f"Weights file {path} of model '{card.id}' does not exist.")
         return path
     return verifyWeights(path, card.weights.sha256, card.weights.sizeBytes)
-
-
-def cardAsDict(card: ModelCard) -> dict[str, Any]:
-    """The card as plain JSON-ready data (for command-line reports and the GUI's model description)."""
-    data = dataclasses.asdict(card)
-    data.pop("baseDir")
-    return data
