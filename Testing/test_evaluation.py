@@ -254,14 +254,43 @@ def test_bad_input_and_cancel_add_no_node(scene, logic):
     labels = np.zeros((3, 20, 20), np.uint8)
     labels[1, 5:10, 5:10] = 1
     referenceNode = createVolumeFromArray(scene, labels, np.eye(4), "Reference", labelmap=True)
-    floatNode = createVolumeFromArray(scene, labels.astype(np.float32), np.eye(4), "Probabilities")
+    floatNode = createVolumeFromArray(scene, labels * np.float32(0.8), np.eye(4), "Probabilities")
+    wholeNumbers = createVolumeFromArray(scene, labels.astype(np.float32), np.eye(4), "Float labels")
+    assert logic.evaluateSegmentation(referenceNode, wholeNumbers, createTables=False).segments[0]["dice"] == 1.0
     nodesBefore = _nodeIds(scene)
     with pytest.raises(MedAIInputError, match="both a reference and a prediction"):
         logic.evaluateSegmentation(referenceNode, None)
-    with pytest.raises(MedAIInputError, match="float32 voxels; a label map needs integers"):
+    with pytest.raises(MedAIInputError, match="float32 voxels that are not labels"):
         logic.evaluateSegmentation(referenceNode, floatNode)
     token = CancelToken()
     token.cancel()
     with pytest.raises(MedAICancelledError):
         logic.evaluateSegmentation(referenceNode, referenceNode, cancelToken=token)
     assert _nodeIds(scene) == nodesBefore
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_command_line_report_and_bad_input(tmp_path, capsys):
+    import argparse
+
+    from medai.segment_commands import addEvaluateParser
+    from MedAICommonLib.sampledata import sampleDataPath
+
+    parser = argparse.ArgumentParser(prog="medai")
+    addEvaluateParser(parser.add_subparsers())
+    mask = str(sampleDataPath("NucleiMask2D"))
+    report = tmp_path / "scores.json"
+    arguments = parser.parse_args(["evaluate", mask, mask, "--instances", "--report", str(report)])
+    assert arguments.run(arguments) == 0
+    scores = json.loads(report.read_text())
+    assert scores["instances"]["f1"] == 1.0 and scores["segments"][0]["dice"] == 1.0
+    assert scores["segments"][0]["reference_label"] is None and scores["volumeUnit"] == "mm2"
+    assert "125 reference, 125 predicted, 125 matched" in capsys.readouterr().out
+    markups = tmp_path / "points.mrk.json"
+    markups.write_text('{"markups": [{"type": "Fiducial", "controlPoints": [{"position": [1, 2, 3]}]}]}')
+    arguments = parser.parse_args(["evaluate", str(markups), mask, "--report", str(tmp_path / "bad.json")])
+    with pytest.raises(MedAIInputError, match="markups"):
+        arguments.run(arguments)
+    assert not (tmp_path / "bad.json").exists()

@@ -289,3 +289,63 @@ def test_cancel_leaves_the_scene_unchanged(scene, logic, cancelAt):
         logic.runWatershed(imageNode, progress=progress, cancelToken=token)
     assert cancelAt in messages
     assert _nodeIds(scene) == nodesBefore
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _watershedParser():
+    import argparse
+
+    from medai.segment_commands import addWatershedParser
+
+    parser = argparse.ArgumentParser(prog="medai segment")
+    addWatershedParser(parser.add_subparsers())
+    return parser
+
+
+def test_command_line_writes_objects_table_and_report(tmp_path, capsys):
+    import json
+
+    from MedAICommonLib import sceneio
+    from MedAICommonLib.sampledata import sampleDataPath
+
+    output, table, report = tmp_path / "objects.seg.nrrd", tmp_path / "objects.csv", tmp_path / "objects.json"
+    arguments = _watershedParser().parse_args(
+        [
+            "watershed",
+            str(sampleDataPath("NucleiImage2D")),
+            "-o",
+            str(output),
+            "--table",
+            str(table),
+            "--report",
+            str(report),
+        ]
+    )
+    assert arguments.run(arguments) == 0
+    summary = json.loads(report.read_text())
+    assert f"{summary['objectCount']} objects" in capsys.readouterr().out
+    scene = sceneio.createScene()
+    segmentation = sceneio.loadSegmentation(scene, output).GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == summary["objectCount"] >= 100
+    assert segmentation.GetNthSegment(0).GetName() == "Object 1"
+    assert sceneio.loadTable(scene, table).GetNumberOfRows() == summary["objectCount"]
+    assert summary["volumeUnit"] == "mm2" and len(summary["volumesMm"]) == summary["objectCount"]
+
+
+def test_command_line_bad_input_writes_nothing(tmp_path):
+    from MedAICommonLib.sampledata import sampleDataPath
+
+    image = str(sampleDataPath("NucleiImage2D"))
+    parser = _watershedParser()
+    for argv, message in (
+        (["-o", str(tmp_path / "out.seg.nrrd"), "--threshold", "1e9"], "leaves no voxel"),
+        (["-o", str(tmp_path / "out.png")], "must end with one of"),
+        (["-o", str(tmp_path / "missing" / "out.nii.gz")], "does not exist"),
+        (["-o", str(tmp_path / "out.nii.gz"), "--background-segment", "Outside"], "needs --seeds"),
+    ):
+        arguments = parser.parse_args(["watershed", image, *argv, "--report", str(tmp_path / "r.json")])
+        with pytest.raises(MedAIInputError, match=message):
+            arguments.run(arguments)
+    assert list(tmp_path.iterdir()) == []

@@ -204,7 +204,7 @@ def _fillTable(tableNode: Any, columns: list[tuple[str, str, list[Any], str]]) -
         column.SetName(name)
         column.SetNumberOfValues(len(values))
         for index, value in enumerate(values):
-            column.SetValue(index, "" if value is None and kind == "string" else (value if value is not None else -1))
+            column.SetValue(index, value)
         table.AddColumn(column)
     for name, _kind, _values, unit in columns:
         if unit:
@@ -239,8 +239,13 @@ def _labelsOf(node: Any, what: str) -> tuple[np.ndarray, np.ndarray, dict[int, s
     if not isinstance(node, slicer.vtkMRMLScalarVolumeNode):
         raise MedAIInputError(f"The {what} must be a segmentation or a label map volume, got {type(node).__name__}.")
     labels = arrayFromVolume(node)
-    if labels.dtype.kind not in "biu":
-        raise MedAIInputError(f"The {what} '{node.GetName()}' holds {labels.dtype} voxels; a label map needs integers.")
+    # Label maps written by other tools often hold whole numbers in a float type.
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.array_equal(labels, np.round(labels)):
+        labels = labels.astype(np.int32)
+    if labels.dtype.kind not in "biu" or labels.min() < 0:
+        raise MedAIInputError(
+            f"The {what} '{node.GetName()}' holds {labels.dtype} voxels that are not labels (whole numbers >= 0)."
+        )
     values = [int(v) for v in np.unique(labels) if v != 0]
     return labels, ijkToRasFromVolume(node), _labelNames(node, values)
 
@@ -565,7 +570,7 @@ class MedAISegmentationLogic:
         instances = None
         if instanceLevel:
             instances = evaluation.instance_metrics(reference, prediction, iou_threshold=iouThreshold)
-            pairs = [("All objects", -1, -1)]
+            pairs = [("All objects", _ALL_LABELS, _ALL_LABELS)]
         else:
             byName = all(isinstance(n, slicer.vtkMRMLSegmentationNode) for n in (referenceNode, predictionNode))
             pairs = _segmentPairs(referenceNames, predictionNames, byName)
@@ -575,13 +580,10 @@ class MedAISegmentationLogic:
                 cancelToken.raiseIfCancelled()
             if progress is not None:
                 progress(index / max(len(pairs), 1), f"Comparing {name}")
-            referenceMask = reference > 0 if referenceValue == -1 else reference == (referenceValue or -2)
-            predictionMask = prediction > 0 if predictionValue == -1 else prediction == (predictionValue or -2)
-            row: dict[str, Any] = {
-                "segment": name,
-                "reference_label": referenceValue,
-                "prediction_label": predictionValue,
-            }
+            referenceMask, predictionMask = _mask(reference, referenceValue), _mask(prediction, predictionValue)
+            row: dict[str, Any] = {"segment": name}
+            for key, value in (("reference_label", referenceValue), ("prediction_label", predictionValue)):
+                row[key] = None if value == _ALL_LABELS else value
             row.update(evaluation.segment_metrics(referenceMask, predictionMask, spacingMm))
             rows.append(row)
         if cancelToken is not None:
@@ -593,6 +595,15 @@ class MedAISegmentationLogic:
         if progress is not None:
             progress(1.0, "Done")
         return output
+
+
+_ALL_LABELS = -1  # a "segment" that is the union of every non-zero label
+
+
+def _mask(labels: np.ndarray, value: int | None) -> np.ndarray:
+    if value == _ALL_LABELS:
+        return labels > 0
+    return labels == value if value is not None else np.zeros(labels.shape, dtype=bool)
 
 
 def _segmentPairs(referenceNames: dict[int, str], predictionNames: dict[int, str], byName: bool) -> list[tuple]:
@@ -628,6 +639,10 @@ _SEGMENT_COLUMNS = [
 ]
 
 
+def _labelText(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
 def _evaluationTables(output: EvaluationOutput, scene: Any, tableNode: Any) -> None:
     """Fill (or add) the per-segment table and, with instance metrics, an instance table."""
     created = []
@@ -638,8 +653,8 @@ def _evaluationTables(output: EvaluationOutput, scene: Any, tableNode: Any) -> N
         rows = output.segments
         columns = [
             ("Segment", "string", [row["segment"] for row in rows], ""),
-            ("Reference label", "int", [row["reference_label"] for row in rows], ""),
-            ("Prediction label", "int", [row["prediction_label"] for row in rows], ""),
+            ("Reference label", "string", [_labelText(row["reference_label"]) for row in rows], ""),
+            ("Prediction label", "string", [_labelText(row["prediction_label"]) for row in rows], ""),
         ]
         for title, key, unit in _SEGMENT_COLUMNS:
             columns.append(
