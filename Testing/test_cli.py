@@ -87,7 +87,13 @@ def test_demo_writes_a_scene_slicer_reloads_and_pictures(tmp_path, capsys):
     summary = json.loads((output / "summary.json").read_text())
     assert summary["passed"] and len(summary["checks"]) >= 8
     pictures = sorted(output.glob("*.png"))
-    assert {p.name for p in pictures} >= {"colin27_aal.png", "rigid_before.png", "rigid_after.png", "head_ct_bone.png"}
+    assert {p.name for p in pictures} >= {
+        "colin27_aal.png",
+        "rigid_before.png",
+        "rigid_after.png",
+        "head_ct_bone.png",
+        "head_ct_bone_3d.png",
+    }
     for picture in pictures:
         pixels = np.asarray(Image.open(picture).convert("RGB"))
         assert pixels.shape[0] > 300 and pixels.std() > 20, picture.name  # a real image, not a flat one

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -217,3 +219,67 @@ def test_torch_llvm_users_still_load_after_rendering(tmp_path):
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and "loaded" in completed.stdout, completed.stderr[-2000:]
+
+
+@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="OSMesa (libosmesa6) is not installed")
+def test_osmesa_takes_over_when_egl_fails(tmp_path):
+    """With no EGL vendor library, the same picture comes from OSMesa (both are Mesa's llvmpipe here)."""
+    script = (
+        "import sys, numpy as np, slicer\n"
+        "from MedAICommonLib import rendering, volumes\n"
+        "scene = slicer.vtkMRMLScene()\n"
+        "voxels = (np.arange(9 * 11 * 13).reshape(9, 11, 13) % 97).astype(np.int16)\n"
+        "node = volumes.createVolumeFromArray(scene, voxels, np.diag([1.0, 1.5, 2.0, 1.0]), 'v')\n"
+        "rendering.renderSliceViews(scene, node, sys.argv[1], sizePx=64)\n"
+        "print(rendering._renderWindowClass.__name__)\n"
+    )
+    classes = {}
+    for name, environment in (("egl", {}), ("fallback", {"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent.json"})):
+        completed = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / f"{name}.png")],
+            capture_output=True, text=True, timeout=120, env={**os.environ, **environment},
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        classes[name] = completed.stdout.split()[-1]
+    assert classes["fallback"] == "vtkOSOpenGLRenderWindow"
+    egl = np.asarray(Image.open(tmp_path / "egl.png")).astype(int)
+    fallback = np.asarray(Image.open(tmp_path / "fallback.png")).astype(int)
+    assert egl.shape == fallback.shape and np.abs(egl - fallback).mean() < 2
+
+
+def test_3d_view_shows_segment_surfaces_from_the_requested_side(scene, tmp_path):
+    """Seen from the front (Anterior), the patient's left is on the image's right and superior is up."""
+    shapeKji = (41, 45, 43)
+    ijkToRas = _grid(shapeKji, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    ras = _rasOfVoxels(shapeKji, ijkToRas)
+    labels = np.zeros(shapeKji, np.uint8)
+    labels[np.linalg.norm(ras - (-12.0, 0.0, 10.0), axis=-1) <= 6.0] = 1  # patient left, superior
+    labels[np.linalg.norm(ras - (12.0, 5.0, -10.0), axis=-1) <= 6.0] = 2  # patient right, inferior
+    segments = [SegmentInfo("Left superior", (1.0, 0.0, 0.0), 1), SegmentInfo("Right inferior", (0.0, 1.0, 0.0), 2)]
+    segmentationNode = createSegmentationFromLabelmap(scene, labels, ijkToRas, segments)
+    nodesBefore = scene.GetNumberOfNodes()
+    path = rendering.render3DView(scene, segmentationNode, tmp_path / "3d.png", sizePx=160)
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert pixels.shape == (160 + 18, 160, 3)
+    view = pixels[18:]
+    red = (view[..., 0] > 60) & (view[..., 0] > 2 * view[..., 1]) & (view[..., 0] > 2 * view[..., 2])
+    green = (view[..., 1] > 60) & (view[..., 1] > 2 * view[..., 0]) & (view[..., 1] > 2 * view[..., 2])
+    assert red.sum() > 100 and green.sum() > 100
+    redRows, redColumns = np.nonzero(red)
+    greenRows, greenColumns = np.nonzero(green)
+    assert redColumns.mean() > 80 > greenColumns.mean()  # patient left on the image's right
+    assert redRows.mean() < 80 < greenRows.mean()  # superior up
+    # The caller's segmentation gained no surfaces and the scene no nodes.
+    assert not segmentationNode.GetSegmentation().ContainsRepresentation("Closed surface")
+    assert scene.GetNumberOfNodes() == nodesBefore
+
+
+def test_3d_view_refuses_empty_segmentations_and_unknown_directions(scene, tmp_path):
+    empty = createSegmentationFromLabelmap(
+        scene, np.zeros((5, 6, 7), np.uint8), np.eye(4), [SegmentInfo("Nothing", (1.0, 0.0, 0.0), 1)]
+    )
+    with pytest.raises(MedAIInputError, match="no voxels"):
+        rendering.render3DView(scene, empty, tmp_path / "empty.png")
+    with pytest.raises(MedAIInputError, match="viewDirection"):
+        rendering.render3DView(scene, empty, tmp_path / "empty.png", viewDirection="Oblique")
+    assert list(tmp_path.iterdir()) == []

@@ -68,6 +68,14 @@ class DemoContext:
         self.log(f"  picture {path}")
         return path
 
+    def picture3D(self, fileName: str, segmentationNode: Any, caption: str, **options) -> Path:
+        """Render a segmentation's surfaces (see ``rendering.render3DView``) into the output folder."""
+        from MedAICommonLib.rendering import render3DView
+
+        path = render3DView(self.scene, segmentationNode, self._newFile(fileName), caption=caption, **options)
+        self.log(f"  picture {path}")
+        return path
+
     def _newFile(self, fileName: str) -> Path:
         self.outputDir.mkdir(parents=True, exist_ok=True)
         path = self.outputDir / fileName
@@ -321,11 +329,13 @@ def _knownRigidTransform(context: DemoContext) -> None:
     )  # fmt: skip
 
 
-@demoStep("Head CT with its bone mask")
+@demoStep("Head CT with its bone mask, in slices and in 3D")
 def _headCt(context: DemoContext) -> None:
     bone = context.nodes["HeadCTBone"]
     options = {"segmentationNode": bone} if bone.IsA("vtkMRMLSegmentationNode") else {"foregroundVolumeNode": bone}
     context.picture("head_ct_bone.png", context.nodes["HeadCT"], "Head CT (InVesalius) with its bone mask", **options)
+    if bone.IsA("vtkMRMLSegmentationNode"):
+        context.picture3D("head_ct_bone_3d.png", bone, "Bone surface of the head CT (the head rest is bone-dense too)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Pictures of results drawn by real Slicer slice views, offscreen, without Qt or an X server.
+"""Pictures of results drawn by real Slicer views, offscreen, without Qt or an X server.
 
 Each view is a ``vtkMRMLSliceLogic`` with its slice and composite nodes and the slice-view
 displayable managers of slicer-core (segmentations as Slicer draws them: filled with the
@@ -6,7 +6,10 @@ display node's 2D fill opacity and outlined), rendered into an offscreen ``vtkRe
 EGL first (a GPU, or Mesa's llvmpipe software driver without one), OSMesa when EGL fails.
 ``VTK_DEFAULT_OPENGL_WINDOW`` overrides the choice.
 
-Views follow Slicer's radiological convention: in the axial and coronal views the patient's
+:func:`render3DView` shows a segmentation's surfaces the same way, with a ``vtkMRMLViewLogic``
+and the 3D displayable managers, from a chosen side (``"Anterior"`` faces the patient).
+
+Slice views follow Slicer's radiological convention: in the axial and coronal views the patient's
 left is on the image's right, anterior is up in the axial view and superior is up in the
 coronal and sagittal views. Volumes use their display node's window/level (automatic unless
 the caller set one).
@@ -35,15 +38,30 @@ import numpy as np
 
 from .errors import MedAIInputError
 
-__all__ = ["SliceViewImage", "OffscreenRenderingError", "renderSliceViewImages", "renderSliceViews"]
+__all__ = [
+    "ORIENTATIONS",
+    "VIEW_DIRECTIONS",
+    "SliceViewImage",
+    "OffscreenRenderingError",
+    "renderSliceViewImages",
+    "renderSliceViews",
+    "render3DView",
+]
 
 ORIENTATIONS = ("Axial", "Coronal", "Sagittal")
 # Slicer's view names and colours, so that pictures read like the desktop's views.
 _VIEW_NAMES = {"Axial": "Red", "Sagittal": "Yellow", "Coronal": "Green"}
-_VIEW_COLORS = {"Axial": (241, 128, 105), "Sagittal": (237, 213, 97), "Coronal": (110, 176, 75)}
+_VIEW_COLORS = {"Axial": (241, 128, 105), "Sagittal": (237, 213, 97), "Coronal": (110, 176, 75), "3D": (116, 131, 233)}
 # The RAS axis (R=0, A=1, S=2) along each view's normal: its slice offset is that coordinate.
 _NORMAL_AXIS = {"Axial": 2, "Coronal": 1, "Sagittal": 0}
 _SLICE_DISPLAYABLE_MANAGERS = ("vtkMRMLSegmentationsDisplayableManager2D", "vtkMRMLModelSliceDisplayableManager")
+_THREE_D_DISPLAYABLE_MANAGERS = (
+    "vtkMRMLCameraDisplayableManager",
+    "vtkMRMLViewDisplayableManager",
+    "vtkMRMLModelDisplayableManager",
+    "vtkMRMLSegmentationsDisplayableManager3D",
+)
+VIEW_DIRECTIONS = ("Anterior", "Posterior", "Left", "Right", "Superior", "Inferior")
 _BUNDLED_LLVM_MODULES = ("triton._C.libtriton",)
 _HEADER_PX, _GAP_PX, _CAPTION_PX = 18, 4, 20
 _renderWindowClass: Any = None
@@ -102,15 +120,18 @@ def renderSliceViews(
         MedAIInputError: bad arguments, before anything is created.
         OffscreenRenderingError: no OpenGL context could be opened.
     """
-    outputPath = Path(outputPath)
-    if outputPath.suffix.lower() != ".png":
-        raise MedAIInputError(f"The picture must be a .png file, got '{outputPath}'.")
+    outputPath = _checkPngPath(outputPath)
     images = renderSliceViewImages(
         scene, backgroundVolumeNode, segmentationNode, foregroundVolumeNode, orientations, sizePx,
         sliceOffsetsRas, foregroundOpacity,
     )  # fmt: skip
     outputPath.parent.mkdir(parents=True, exist_ok=True)
-    _composePicture(images, caption).save(outputPath)
+    panels = [
+        (f"{i.orientation}  {'RAS'[_NORMAL_AXIS[i.orientation]]} {i.sliceOffsetMm:.1f} mm", i.orientation, i.pixels,
+         i.pixelToRas[:3, 0], i.pixelToRas[:3, 1])
+        for i in images
+    ]  # fmt: skip
+    _composePicture(panels, caption).save(outputPath)
     return outputPath
 
 
@@ -157,46 +178,128 @@ def renderSliceViewImages(
         sliceOffsetsRas = [None if centerRas is None else centerRas[_NORMAL_AXIS[o]] for o in orientations]
     with _RenderingSession((backgroundVolumeNode, segmentationNode, foregroundVolumeNode)) as session:
         backgroundCopy, _, foregroundCopy = session.copies
-        views = [session.addView(windowClass, orientation, sizePx) for orientation in orientations]
+        views = [session.addView(_SliceView(windowClass, session, orientation, sizePx)) for orientation in orientations]
         for view, offsetMm in zip(views, sliceOffsetsRas):
             view.show(backgroundCopy, foregroundCopy, foregroundOpacity, offsetMm)
         session.refreshDisplayableManagers()
         return [view.capture() for view in views]
 
 
-class _SliceView:
-    """A slice logic, its displayable managers and an offscreen render window (cf. trame-slicer's SliceView)."""
+def render3DView(
+    scene: Any,
+    segmentationNode: Any,
+    outputPath,
+    viewDirection: str = "Anterior",
+    sizePx: int = 480,
+    caption: str | None = None,
+) -> Path:
+    """Render a segmentation's surfaces as Slicer's 3D view shows them, into a PNG.
 
-    def __init__(self, windowClass, scene, applicationLogic, factory, orientation: str, sizePx: int):
+    The surfaces are made by Slicer's closed-surface conversion (with its default smoothing) on
+    a copy of the segmentation, so the caller's node gains no representation.
+
+    Args:
+        scene: the ``vtkMRMLScene`` holding the segmentation; it is left as it was.
+        segmentationNode: the ``vtkMRMLSegmentationNode`` to show, in its segment colours.
+        outputPath: the ``.png`` file to write (its folder is created).
+        viewDirection: where the camera looks from, one of ``VIEW_DIRECTIONS``; ``"Anterior"``
+            faces the patient, whose right is then on the image's left.
+        sizePx: width and height of the view in pixels (32-4096).
+        caption: one line written under the view; None writes none.
+
+    Returns:
+        The path of the PNG, ``sizePx`` wide and ``sizePx + 18`` (``+ 20`` with a caption) high.
+
+    Raises:
+        MedAIInputError: bad arguments or an empty segmentation, before anything is written.
+        OffscreenRenderingError: no OpenGL context could be opened.
+    """
+    import slicer
+
+    outputPath = _checkPngPath(outputPath)
+    if not isinstance(segmentationNode, slicer.vtkMRMLSegmentationNode) or segmentationNode.GetScene() is not scene:
+        raise MedAIInputError("The segmentation must be a vtkMRMLSegmentationNode in the scene being rendered.")
+    if viewDirection not in VIEW_DIRECTIONS:
+        raise MedAIInputError(f"viewDirection must be one of {', '.join(VIEW_DIRECTIONS)}, got {viewDirection!r}.")
+    _checkSize(sizePx)
+    if _segmentationCenterRas(segmentationNode) is None:
+        raise MedAIInputError(f"Segmentation '{segmentationNode.GetName()}' has no voxels to show in 3D.")
+    windowClass = _offscreenRenderWindowClass()
+    with _RenderingSession((segmentationNode,), deepCopy=True) as session:
+        session.copies[0].CreateClosedSurfaceRepresentation()
+        view = session.addView(_ThreeDView(windowClass, session, sizePx))
+        session.refreshDisplayableManagers()
+        pixels, rightRas, downRas = view.capture(viewDirection)
+    outputPath.parent.mkdir(parents=True, exist_ok=True)
+    _composePicture([(f"3D  {viewDirection} view", "3D", pixels, rightRas, downRas)], caption).save(outputPath)
+    return outputPath
+
+
+class _OffscreenView:
+    """An offscreen render window, its renderer and displayable managers (cf. trame-slicer's AbstractView)."""
+
+    def __init__(self, windowClass, sizePx: int, factory, firstProp=None):
         import slicer
         import vtk
 
-        self.orientation = orientation
         self.renderWindow = windowClass()
         self.renderWindow.SetOffScreenRendering(1)
         self.renderWindow.SetSize(sizePx, sizePx)
         self.renderer = vtk.vtkRenderer()
         self.renderWindow.AddRenderer(self.renderer)
-        # The slice logic outputs RGBA already mapped through window/level. Its actor must come
-        # first among the renderer's props: a "background" 2D actor added after the segment fill
-        # actors hides under them instead of blending.
-        self.imageMapper = vtk.vtkImageMapper()
-        self.imageMapper.SetColorWindow(255)
-        self.imageMapper.SetColorLevel(127.5)
-        self.imageActor = vtk.vtkActor2D()
-        self.imageActor.SetMapper(self.imageMapper)
-        self.imageActor.GetProperty().SetDisplayLocationToBackground()
-        self.renderer.AddViewProp(self.imageActor)
+        if firstProp is not None:
+            self.renderer.AddViewProp(firstProp)
         # Displayable managers reach the interactor while they are created.
         self.interactor = vtk.vtkRenderWindowInteractor()
         self.interactor.SetRenderWindow(self.renderWindow)
         self.interactor.Initialize()
         self.managers = slicer.vtkMRMLDisplayableManagerGroup()
         self.managers.Initialize(factory, self.renderer)
+
+    def grab(self) -> np.ndarray:
+        """Render and return the RGB pixels, row 0 at the top."""
+        import vtk
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        self.renderWindow.Render()
+        grabber = vtk.vtkWindowToImageFilter()
+        grabber.SetInput(self.renderWindow)
+        grabber.SetInputBufferTypeToRGB()
+        grabber.ReadFrontBufferOff()
+        grabber.Update()
+        image = grabber.GetOutput()
+        width, height, _ = image.GetDimensions()
+        return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)[::-1, :, :3].copy()
+
+    def close(self) -> None:
+        self.managers.SetMRMLDisplayableNode(None)
+        self.renderWindow.Finalize()
+
+
+class _SliceView(_OffscreenView):
+    """A slice logic with its slice and composite nodes in an offscreen view (cf. trame-slicer's SliceView)."""
+
+    def __init__(self, windowClass, session: _RenderingSession, orientation: str, sizePx: int):
+        import slicer
+        import vtk
+
+        # The slice logic outputs RGBA already mapped through window/level. Its actor must come
+        # first among the renderer's props: a "background" 2D actor added after the segment fill
+        # actors hides under them instead of blending.
+        self.imageMapper = vtk.vtkImageMapper()
+        self.imageMapper.SetColorWindow(255)
+        self.imageMapper.SetColorLevel(127.5)
+        imageActor = vtk.vtkActor2D()
+        imageActor.SetMapper(self.imageMapper)
+        imageActor.GetProperty().SetDisplayLocationToBackground()
+        factory = session.factory(slicer.vtkMRMLSliceViewDisplayableManagerFactory, _SLICE_DISPLAYABLE_MANAGERS)
+        super().__init__(windowClass, sizePx, factory, imageActor)
+        self.orientation = orientation
+        self.logics = session.applicationLogic.GetSliceLogics()
         self.logic = slicer.vtkMRMLSliceLogic()
-        self.logic.SetMRMLApplicationLogic(applicationLogic)
-        self.logic.SetMRMLScene(scene)
-        applicationLogic.GetSliceLogics().AddItem(self.logic)
+        self.logic.SetMRMLApplicationLogic(session.applicationLogic)
+        self.logic.SetMRMLScene(session.scene)
+        self.logics.AddItem(self.logic)
         self.sliceNode = self.logic.AddSliceNode(f"MedAIRender{_VIEW_NAMES[orientation]}")
         self.sliceNode.SetOrientation(orientation)
         self.managers.SetMRMLDisplayableNode(self.sliceNode)
@@ -217,51 +320,76 @@ class _SliceView:
         self.imageMapper.SetInputConnection(self.logic.GetImageDataConnection())
 
     def capture(self) -> SliceViewImage:
-        import vtk
-        from vtkmodules.util.numpy_support import vtk_to_numpy
-
-        self.renderWindow.Render()
-        grabber = vtk.vtkWindowToImageFilter()
-        grabber.SetInput(self.renderWindow)
-        grabber.SetInputBufferTypeToRGB()
-        grabber.ReadFrontBufferOff()
-        grabber.Update()
-        image = grabber.GetOutput()
-        width, height, _ = image.GetDimensions()
-        pixels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)[::-1, :, :3].copy()
+        pixels = self.grab()
         # XY has its origin at the bottom-left pixel; images count rows from the top.
-        rowFlip = np.array([[1, 0, 0, 0], [0, -1, 0, height - 1], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+        rowFlip = np.array([[1, 0, 0, 0], [0, -1, 0, pixels.shape[0] - 1], [0, 0, 1, 0], [0, 0, 0, 1]], float)
         xyToRas = np.array([[self.sliceNode.GetXYToRAS().GetElement(r, c) for c in range(4)] for r in range(4)])
         pixelToRas = xyToRas @ rowFlip
-        return SliceViewImage(
-            self.orientation, pixels, pixelToRas, float(pixelToRas[_NORMAL_AXIS[self.orientation], 3])
-        )
+        positionMm = float(pixelToRas[_NORMAL_AXIS[self.orientation], 3])
+        return SliceViewImage(self.orientation, pixels, pixelToRas, positionMm)
 
-    def close(self, applicationLogic) -> None:
-        self.managers.SetMRMLDisplayableNode(None)
-        applicationLogic.GetSliceLogics().RemoveItem(self.logic)
+    def close(self) -> None:
+        super().close()
+        self.logics.RemoveItem(self.logic)
         self.logic.SetMRMLScene(None)
-        self.renderWindow.Finalize()
+
+
+class _ThreeDView(_OffscreenView):
+    """A 3D view logic and its view node in an offscreen view (cf. trame-slicer's ThreeDView)."""
+
+    def __init__(self, windowClass, session: _RenderingSession, sizePx: int):
+        import slicer
+
+        factory = session.factory(slicer.vtkMRMLThreeDViewDisplayableManagerFactory, _THREE_D_DISPLAYABLE_MANAGERS)
+        super().__init__(windowClass, sizePx, factory)
+        self.logics = session.applicationLogic.GetViewLogics()
+        self.logic = slicer.vtkMRMLViewLogic()
+        self.logic.SetMRMLApplicationLogic(session.applicationLogic)
+        self.logic.SetMRMLScene(session.scene)
+        self.logics.AddItem(self.logic)
+        self.viewNode = self.logic.AddViewNode("MedAIRender3D")
+        self.viewNode.SetBoxVisible(False)
+        self.viewNode.SetAxisLabelsVisible(False)
+        self.viewNode.SetBackgroundColor(0.0, 0.0, 0.0)
+        self.viewNode.SetBackgroundColor2(0.0, 0.0, 0.0)
+        self.managers.SetMRMLDisplayableNode(self.viewNode)
+
+    def capture(self, viewDirection: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels seen from ``viewDirection``, and the RAS directions of the screen's right and down."""
+        import slicer
+
+        cameraManager = self.managers.GetDisplayableManagerByClassName("vtkMRMLCameraDisplayableManager")
+        cameraManager.GetCameraNode().RotateTo(getattr(slicer.vtkMRMLCameraNode, viewDirection))
+        self.renderer.ResetCamera()
+        camera = self.renderer.GetActiveCamera()
+        upRas = np.array(camera.GetViewUp())
+        return self.grab(), np.cross(camera.GetDirectionOfProjection(), upRas), -upRas
+
+    def close(self) -> None:
+        super().close()
+        self.logics.RemoveItem(self.logic)
+        self.logic.SetMRMLScene(None)
 
 
 class _RenderingSession:
-    """A private scene holding shallow copies of the shown nodes, with what slice views need.
+    """A private scene holding copies of the shown nodes, with what views need.
 
-    Rendering never touches the caller's scene: the copies share the caller's voxel and segment
-    data (read only) and the whole private scene is cleared on exit.
+    Rendering never touches the caller's scene: shallow copies share the caller's voxel and
+    segment data (read only), deep copies (for 3D views, which add surface representations) own
+    theirs, and the whole private scene is cleared on exit.
     """
 
-    def __init__(self, shownNodes):
+    def __init__(self, shownNodes, deepCopy: bool = False):
         self.shownNodes = shownNodes
-        self.views: list[_SliceView] = []
+        self.deepCopy = deepCopy
+        self.views: list[_OffscreenView] = []
+        self.factories: list[tuple[Any, Any]] = []
 
     def __enter__(self):
         import slicer
         import vtk
 
         self.scene = slicer.vtkMRMLScene()
-        self.factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
-        self.previousFactoryLogic = self.factory.GetMRMLApplicationLogic()
         self.applicationLogic = slicer.vtkSlicerApplicationLogic()
         self.applicationLogic.SetMRMLScene(self.scene)
         self.applicationLogic.SetSliceLogics(vtk.vtkCollection())
@@ -270,15 +398,21 @@ class _RenderingSession:
         colorLogic.SetMRMLScene(self.scene)
         with _quietVtk():
             colorLogic.AddDefaultColorNodes()
-        self.factory.SetMRMLApplicationLogic(self.applicationLogic)
-        for managerName in _SLICE_DISPLAYABLE_MANAGERS:
-            if not self.factory.IsDisplayableManagerRegistered(managerName):
-                self.factory.RegisterDisplayableManager(managerName)
-        self.copies = [None if node is None else _copyIntoScene(node, self.scene) for node in self.shownNodes]
+        self.copies = [None if n is None else _copyIntoScene(n, self.scene, self.deepCopy) for n in self.shownNodes]
         return self
 
-    def addView(self, windowClass, orientation: str, sizePx: int) -> _SliceView:
-        view = _SliceView(windowClass, self.scene, self.applicationLogic, self.factory, orientation, sizePx)
+    def factory(self, factoryClass, managerNames):
+        """The (process-wide) displayable manager factory, attached to this session until it exits."""
+        factory = factoryClass.GetInstance()
+        if all(factory is not known for known, _ in self.factories):
+            self.factories.append((factory, factory.GetMRMLApplicationLogic()))
+            factory.SetMRMLApplicationLogic(self.applicationLogic)
+            for managerName in managerNames:
+                if not factory.IsDisplayableManagerRegistered(managerName):
+                    factory.RegisterDisplayableManager(managerName)
+        return factory
+
+    def addView(self, view: _OffscreenView) -> _OffscreenView:
         self.views.append(view)
         return view
 
@@ -290,19 +424,20 @@ class _RenderingSession:
 
     def __exit__(self, *_):
         for view in reversed(self.views):
-            view.close(self.applicationLogic)
+            view.close()
         self.views.clear()
         self.applicationLogic.GetColorLogic().SetMRMLScene(None)
         self.applicationLogic.SetMRMLScene(None)
-        self.factory.SetMRMLApplicationLogic(self.previousFactoryLogic)
+        for factory, previousLogic in self.factories:
+            factory.SetMRMLApplicationLogic(previousLogic)
         self.scene.Clear(1)
         return False
 
 
-def _copyIntoScene(node, scene):
-    """Shallow copy of a displayable node (data shared), its display node and parent transforms."""
+def _copyIntoScene(node, scene, deepCopy: bool = False):
+    """Copy of a displayable node (data shared unless ``deepCopy``), its display node and parent transforms."""
     copy = scene.AddNewNodeByClass(node.GetClassName(), node.GetName())
-    copy.CopyContent(node, False)
+    copy.CopyContent(node, deepCopy)
     displayNode = node.GetDisplayNode()
     if displayNode is None:
         copy.CreateDefaultDisplayNodes()
@@ -318,7 +453,7 @@ def _copyIntoScene(node, scene):
             displayCopy.SetAndObserveColorNodeID(colorNode.GetID())
         copy.SetAndObserveDisplayNodeID(displayCopy.GetID())
     if node.GetParentTransformNode() is not None:
-        copy.SetAndObserveTransformNodeID(_copyIntoScene(node.GetParentTransformNode(), scene).GetID())
+        copy.SetAndObserveTransformNodeID(_copyIntoScene(node.GetParentTransformNode(), scene, deepCopy).GetID())
     return copy
 
 
@@ -391,8 +526,7 @@ def _checkArguments(scene, background, segmentation, foreground, orientations, s
     orientations = (orientations,) if isinstance(orientations, str) else tuple(orientations)
     if not orientations or any(o not in ORIENTATIONS for o in orientations):
         raise MedAIInputError(f"Orientations must be some of {', '.join(ORIENTATIONS)}, got {orientations}.")
-    if isinstance(sizePx, bool) or not isinstance(sizePx, (int, np.integer)) or not 32 <= sizePx <= 4096:
-        raise MedAIInputError(f"sizePx must be an integer from 32 to 4096, got {sizePx!r}.")
+    _checkSize(sizePx)
     if offsets is not None and (
         len(offsets) != len(orientations) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in offsets)
     ):
@@ -400,6 +534,18 @@ def _checkArguments(scene, background, segmentation, foreground, orientations, s
     if not 0.0 <= float(opacity) <= 1.0:
         raise MedAIInputError(f"foregroundOpacity must be in 0-1, got {opacity}.")
     return orientations
+
+
+def _checkPngPath(outputPath) -> Path:
+    outputPath = Path(outputPath)
+    if outputPath.suffix.lower() != ".png":
+        raise MedAIInputError(f"The picture must be a .png file, got '{outputPath}'.")
+    return outputPath
+
+
+def _checkSize(sizePx) -> None:
+    if isinstance(sizePx, bool) or not isinstance(sizePx, (int, np.integer)) or not 32 <= sizePx <= 4096:
+        raise MedAIInputError(f"sizePx must be an integer from 32 to 4096, got {sizePx!r}.")
 
 
 def _segmentationCenterRas(segmentationNode) -> np.ndarray | None:
@@ -439,27 +585,29 @@ def _segmentationCenterRas(segmentationNode) -> np.ndarray | None:
     return (cornersRas.min(axis=0) + cornersRas.max(axis=0)) / 2.0
 
 
-def _composePicture(images: list[SliceViewImage], caption: str | None):
-    """Views side by side on black, each under a title bar in its Slicer colour, then the caption."""
+def _composePicture(panels: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]], caption: str | None):
+    """Views side by side on black, each under a title bar in its Slicer colour, then the caption.
+
+    Each panel is ``(title, colour key, pixels, screen-right RAS vector, screen-down RAS vector)``;
+    the edges are labelled with the patient directions those vectors point to.
+    """
     from PIL import Image, ImageDraw, ImageFont
 
-    sizePx = images[0].pixels.shape[0]
-    width = len(images) * (sizePx + _GAP_PX) - _GAP_PX
+    sizePx = panels[0][2].shape[0]
+    width = len(panels) * (sizePx + _GAP_PX) - _GAP_PX
     height = _HEADER_PX + sizePx + (_CAPTION_PX if caption else 0)
     picture = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default(size=12) if hasattr(ImageFont, "load_default") else None
-    for index, image in enumerate(images):
+    font = ImageFont.load_default(size=12)
+    for index, (title, colorKey, pixels, rightRas, downRas) in enumerate(panels):
         left = index * (sizePx + _GAP_PX)
-        picture.paste(Image.fromarray(image.pixels), (left, _HEADER_PX))
-        draw.rectangle([left, 0, left + sizePx - 1, _HEADER_PX - 2], fill=_VIEW_COLORS[image.orientation])
-        axis = "RAS"[_NORMAL_AXIS[image.orientation]]
-        title = f"{image.orientation}  {axis} {image.sliceOffsetMm:.1f} mm"
+        picture.paste(Image.fromarray(pixels), (left, _HEADER_PX))
+        draw.rectangle([left, 0, left + sizePx - 1, _HEADER_PX - 2], fill=_VIEW_COLORS[colorKey])
         draw.text((left + 4, 2), title, fill=(0, 0, 0), font=font)
         for (x, y), direction, anchor in (
-            ((left + 3, _HEADER_PX + sizePx // 2), -image.pixelToRas[:3, 0], "lm"),
-            ((left + sizePx - 3, _HEADER_PX + sizePx // 2), image.pixelToRas[:3, 0], "rm"),
-            ((left + sizePx // 2, _HEADER_PX + 3), -image.pixelToRas[:3, 1], "mt"),
+            ((left + 3, _HEADER_PX + sizePx // 2), -np.asarray(rightRas), "lm"),
+            ((left + sizePx - 3, _HEADER_PX + sizePx // 2), rightRas, "rm"),
+            ((left + sizePx // 2, _HEADER_PX + 3), -np.asarray(downRas), "mt"),
         ):
             draw.text((x, y), _directionLetter(direction), fill=(255, 255, 0), font=font, anchor=anchor)
     if caption:
