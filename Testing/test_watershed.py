@@ -180,6 +180,11 @@ def test_output_segmentation_lies_on_the_input_grid_under_its_transform(scene, l
     ]
     assert sum(volumes) == pytest.approx(np.count_nonzero(labels) * 0.7 * 0.7 * 3.0)
     assert result.tableNode.GetColumnUnitLabel("Volume") == "mm3"
+    kji = np.argwhere(labels == 2).mean(axis=0)
+    expectedRas = (ijkToRasFromVolume(imageNode) @ [*kji[::-1], 1.0])[:3]
+    table = result.tableNode.GetTable()
+    centroid = [table.GetValueByName(1, f"Centroid {axis}").ToDouble() for axis in "RAS"]
+    np.testing.assert_allclose(centroid, expectedRas, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -359,18 +359,19 @@ class WatershedJob:
         if cancelToken is not None:
             cancelToken.raiseIfCancelled()
         labels, scene = self.result.labels, self.inputVolumeNode.GetScene()
-        values = [int(v) for v in np.unique(labels) if v != 0]
+        counts = np.bincount(labels.ravel())
+        values = [int(v) for v in np.flatnonzero(counts) if v != 0]
         if self.outputType == "segmentation" and values and values[-1] > 32767:
             raise MedAIInputError(f"{values[-1]} objects do not fit in a segmentation; choose the label map output.")
         created: list[Any] = []
         try:
             outputNode = self._outputNode(scene, labels, values, created)
-            tableNode = self._objectTable(scene, labels, values, created) if self.createTable else None
+            tableNode = self._objectTable(scene, labels, values, counts, created) if self.createTable else None
         except Exception:
             for node in created:
                 scene.RemoveNode(node)
             raise
-        volumes = watershed.object_volumes(labels, self.spacingMm)
+        volumes = counts * self._voxelSize()
         return WatershedOutput(
             outputNode=outputNode,
             tableNode=tableNode,
@@ -379,7 +380,7 @@ class WatershedJob:
             objectRadiusMm=self.result.object_radius_mm,
             minSeedDistanceMm=self.result.min_seed_distance_mm,
             threshold=self.result.threshold,
-            volumesMm=[float(volumes[v - 1]) for v in values],
+            volumesMm=[float(volumes[v]) for v in values],
         )
 
     def _outputNode(self, scene: Any, labels: np.ndarray, values: list[int], created: list[Any]) -> Any:
@@ -403,27 +404,35 @@ class WatershedJob:
         node.SetAndObserveTransformNodeID(self.inputVolumeNode.GetTransformNodeID())
         return node
 
-    def _objectTable(self, scene: Any, labels: np.ndarray, values: list[int], created: list[Any]) -> Any:
-        flat = labels.ravel()
-        counts = np.bincount(flat, minlength=max(values, default=0) + 1).astype(float)
-        centroidKji = []
-        for axis, size in enumerate(labels.shape):
-            coordinate = np.arange(size, dtype=float).reshape([-1 if a == axis else 1 for a in range(labels.ndim)])
-            sums = np.bincount(flat, weights=np.broadcast_to(coordinate, labels.shape).ravel(), minlength=counts.size)
-            centroidKji.append(sums[values] / np.maximum(counts[values], 1.0))
-        ijk1 = np.vstack([*centroidKji[::-1], np.ones(len(values))])
-        ras = (self.worldIjkToRas @ ijk1)[:3] if values else np.zeros((3, 0))
-        unit = self.result.unit
+    def _voxelSize(self) -> float:
+        """Voxel volume in mm3, or pixel area in mm2 for a one-slice image."""
+        return float(np.prod([s for s, n in zip(self.spacingMm, self.image.shape) if n > 1]))
+
+    def _objectTable(self, scene: Any, labels: np.ndarray, values: list[int], counts: np.ndarray, created: list) -> Any:
+        centroidKji = _labelCentroidsKji(labels, counts)[:, values]
+        ras = (self.worldIjkToRas @ np.vstack([centroidKji[::-1], np.ones(len(values))]))[:3]
         tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{self.outputName} table"))
         created.append(tableNode)
-        volumes = counts[values] * float(np.prod(self.spacingMm[[a for a, n in enumerate(labels.shape) if n > 1]]))
         columns = [
             ("Object", "string", [self.seedNames.get(v, f"Object {v}") for v in values], ""),
             ("Label", "int", values, ""),
-            ("Volume", "double", volumes.tolist(), unit),
+            ("Volume", "double", (counts[values] * self._voxelSize()).tolist(), self.result.unit),
         ]
         columns += [(f"Centroid {axis}", "double", ras[row].tolist(), "mm") for row, axis in enumerate("RAS")]
         return _fillTable(tableNode, columns)
+
+
+def _labelCentroidsKji(labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean (k, j, i) index of every label value, shape (3, len(counts)); 0 for absent labels."""
+    jIndex, iIndex = (grid.ravel().astype(float) for grid in np.indices(labels.shape[1:]))
+    sums = np.zeros((3, counts.size))
+    # Slice by slice: contiguous slices and two small index arrays instead of full-size coordinate arrays.
+    for k in range(labels.shape[0]):
+        flat = labels[k].ravel()
+        sums[0] += k * np.bincount(flat, minlength=counts.size)
+        sums[1] += np.bincount(flat, weights=jIndex, minlength=counts.size)
+        sums[2] += np.bincount(flat, weights=iIndex, minlength=counts.size)
+    return sums / np.maximum(counts, 1)
 
 
 class MedAISegmentationLogic:

@@ -459,5 +459,5 @@ def watershed_objects(
         object_radius_mm=radius_mm,
         min_seed_distance_mm=min_distance_mm,
         threshold=threshold,
-        seed_count=int(len(np.unique(seeds)) - 1),
+        seed_count=int(np.count_nonzero(np.bincount(seeds.ravel())[1:])),
     )
