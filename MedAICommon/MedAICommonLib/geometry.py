@@ -26,6 +26,7 @@ __all__ = [
     "checkedAffine",
     "volumeGeometry",
     "sitkImageGeometryLps",
+    "ijkToRasFromSitkImage",
     "linearTransformToWorld",
 ]
 
@@ -119,6 +120,27 @@ def sitkImageGeometryLps(image: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray
     spacingMm[:dimension] = image.GetSpacing()
     directionLps[:dimension, :dimension] = np.reshape(image.GetDirection(), (dimension, dimension))
     return originLps, spacingMm, directionLps
+
+
+def ijkToRasFromSitkImage(image: Any) -> np.ndarray:
+    """Return the IJK-to-RAS matrix of a 3D SimpleITK image (whose geometry is LPS).
+
+    Args:
+        image: a 3D ``SimpleITK.Image``.
+
+    Returns:
+        A 4x4 float64 array mapping voxel indices to RAS millimetres.
+
+    Raises:
+        MedAIInputError: the image is not 3D.
+    """
+    if image.GetDimension() != 3:
+        raise MedAIInputError(f"Expected a 3D image, got a {image.GetDimension()}D image.")
+    originLps, spacingMm, directionLps = sitkImageGeometryLps(image)
+    ijkToLps = np.eye(4)
+    ijkToLps[:3, :3] = directionLps * spacingMm
+    ijkToLps[:3, 3] = originLps
+    return LPS_TO_RAS @ ijkToLps
 
 
 def linearTransformToWorld(node: Any, what: str) -> np.ndarray:

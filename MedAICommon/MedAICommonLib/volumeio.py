@@ -12,9 +12,10 @@ from pathlib import Path
 import slicer
 
 from .errors import MedAIInputError
+from .geometry import ijkToRasFromSitkImage
 from .nodeio import _SLICER_VOLUME_EXTENSIONS, _addToScene, _baseName, _extension, _quietVtk, _readInto
 from .validation import checkInputFile, checkReadableImage, checkVolumeNode
-from .volumes import _setImageData, ijkToRasFromSitkImage
+from .volumes import _setImageData
 
 __all__ = ["loadVolume"]
 

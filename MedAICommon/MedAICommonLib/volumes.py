@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MedAIInputError
-from .geometry import LPS_TO_RAS, linearTransformToWorld, sitkImageGeometryLps, volumeGeometry
+from .geometry import LPS_TO_RAS, ijkToRasFromSitkImage, linearTransformToWorld, volumeGeometry
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK
@@ -39,13 +39,13 @@ __all__ = [
     "updateVolumeFromArray",
     "sitkImageFromVolume",
     "createVolumeFromSitkImage",
-    "ijkToRasFromSitkImage",
     "metaTensorFromVolume",
     "createVolumeFromMetaTensor",
     "sameGeometry",
     # Defined in geometry; importable from here too.
     "LPS_TO_RAS",
     "volumeGeometry",
+    "ijkToRasFromSitkImage",
 ]
 
 
@@ -195,27 +195,6 @@ def updateVolumeFromArray(volumeNode: Any, array: np.ndarray) -> None:
         raise MedAIInputError(f"Expected a scalar or label map volume node, got {type(volumeNode).__name__}.")
     voxels = _checkArray(array, isinstance(volumeNode, slicer.vtkMRMLLabelMapVolumeNode))
     _setImageData(volumeNode, voxels)
-
-
-def ijkToRasFromSitkImage(image: SimpleITK.Image) -> np.ndarray:
-    """Return the IJK-to-RAS matrix of a 3D SimpleITK image (whose geometry is LPS).
-
-    Args:
-        image: a 3D ``SimpleITK.Image``.
-
-    Returns:
-        A 4x4 float64 array mapping voxel indices to RAS millimetres.
-
-    Raises:
-        MedAIInputError: the image is not 3D.
-    """
-    if image.GetDimension() != 3:
-        raise MedAIInputError(f"Expected a 3D image, got a {image.GetDimension()}D image.")
-    originLps, spacingMm, directionLps = sitkImageGeometryLps(image)
-    ijkToLps = np.eye(4)
-    ijkToLps[:3, :3] = directionLps * spacingMm
-    ijkToLps[:3, 3] = originLps
-    return LPS_TO_RAS @ ijkToLps
 
 
 def sitkImageFromVolume(volumeNode: Any) -> SimpleITK.Image:
