@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Never raises ``SystemExit``, so that tests can call it in-process.
     """
     from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
+    from MedAICommonLib.rendering import OffscreenRenderingError
 
     parser = buildParser()
     try:
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedAIInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OffscreenRenderingError as error:  # the machine, not the input: see README, troubleshooting
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (MedAICancelledError, KeyboardInterrupt):
         print("cancelled", file=sys.stderr)
         return EXIT_CANCELLED

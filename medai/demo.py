@@ -77,7 +77,7 @@ class DemoContext:
         return path
 
     def _newFile(self, fileName: str) -> Path:
-        self.outputDir.mkdir(parents=True, exist_ok=True)
+        # The folder is made by whoever writes the file, once it has something to write.
         path = self.outputDir / fileName
         self.files.append(path)
         return path
@@ -151,6 +151,7 @@ def runDemo(outputDir="medai-output/demo", steps: list[DemoStep] | None = None, 
         step.run(context)
         stepSeconds.append((step.title, time.perf_counter() - stepStarted))
     stepStarted = time.perf_counter()
+    outputDir.mkdir(parents=True, exist_ok=True)
     scenePath = sceneio.saveScene(context.scene, context._newFile(SCENE_FILE_NAME))
     stepSeconds.append(("Write the scene bundle", time.perf_counter() - stepStarted))
     result = DemoResult(
