@@ -275,6 +275,14 @@ def test_empty_volume_and_seeds_outside_are_refused(scene, logic):
         logic.runWatershed(imageNode, seedMarkupsNode=points)
     with pytest.raises(MedAIInputError, match="background seed needs object seeds"):
         logic.runWatershed(imageNode, backgroundMarkupsNode=points)
+    farAway = np.diag([0.8, 0.8, 2.0, 1.0])
+    farAway[:3, 3] = [0.0, 0.0, 100.0]
+    seedLabels = np.zeros((1, 30, 30), np.uint8)
+    seedLabels[0, 10:15, 10:15] = 1
+    seedNode = createSegmentationFromLabelmap(scene, seedLabels, farAway, [SegmentInfo("Lost", (1, 0, 0), 1)], "Seeds")
+    nodesBefore = _nodeIds(scene)
+    with pytest.raises(MedAIInputError, match="Seed segment 'Lost' has no voxel inside the input volume"):
+        logic.runWatershed(imageNode, seedSegmentationNode=seedNode)
     assert _nodeIds(scene) == nodesBefore
 
 

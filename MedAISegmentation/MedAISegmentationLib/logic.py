@@ -263,7 +263,8 @@ class WatershedJob:
         self.settings = settings
         self.worldIjkToRas = ijkToRasFromVolume(inputVolumeNode)
         self.image = arrayFromVolume(inputVolumeNode)
-        self.spacingMm = volumeGeometry(self.worldIjkToRas)[0][::-1].copy()  # KJI order
+        # KJI order; rounded to a nanometre so that a grid composed with a parent transform gives the same numbers.
+        self.spacingMm = np.round(volumeGeometry(self.worldIjkToRas)[0][::-1], 6)
         self.outputType = inputs.get("outputType", "segmentation")
         if self.outputType not in OUTPUT_TYPES:
             raise MedAIInputError(f"outputType must be one of {OUTPUT_TYPES}, got {self.outputType!r}.")
@@ -549,6 +550,8 @@ class MedAISegmentationLogic:
         a segment name, else by label value; a segment missing on one side is compared with an
         empty mask. With ``instanceLevel`` every non-zero label is one object: objects are matched
         one-to-one by IoU and the voxel metrics are computed once, on all objects together.
+        Overlapping segments of a segmentation node are merged first: a voxel counts for the
+        later segment only.
 
         Args:
             referenceNode: ``vtkMRMLSegmentationNode`` or label map (integer) volume node.
