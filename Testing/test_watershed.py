@@ -180,6 +180,12 @@ def test_output_segmentation_lies_on_the_input_grid_under_its_transform(scene, l
     ]
     assert sum(volumes) == pytest.approx(np.count_nonzero(labels) * 0.7 * 0.7 * 3.0)
     assert result.tableNode.GetColumnUnitLabel("Volume") == "mm3"
+    reused = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Reused")
+    reused.CreateDefaultDisplayNodes()
+    nodesBefore = _nodeIds(scene)
+    again = logic.runWatershed(imageNode, outputNode=reused, createTable=False)
+    assert again.outputNode is reused and _nodeIds(scene) == nodesBefore
+    np.testing.assert_array_equal(labelmapFromSegmentation(reused, imageNode)[0], labels)
     kji = np.argwhere(labels == 2).mean(axis=0)
     expectedRas = (ijkToRasFromVolume(imageNode) @ [*kji[::-1], 1.0])[:3]
     table = result.tableNode.GetTable()
@@ -362,3 +368,19 @@ def test_command_line_bad_input_writes_nothing(tmp_path):
         with pytest.raises(MedAIInputError, match=message):
             arguments.run(arguments)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_after_node_creation_removes_every_helper_node(scene, logic, monkeypatch):
+    """A failure while adding the outputs (here: the table) removes the output and its display nodes too."""
+    import MedAISegmentationLib.logic as logicModule
+
+    imageNode = _volume(scene, _nucleiCrop(scene))
+    nodesBefore = _nodeIds(scene)
+
+    def brokenTable(tableNode, columns):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(logicModule, "_fillTable", brokenTable)
+    with pytest.raises(RuntimeError, match="disk full"):
+        logic.runWatershed(imageNode)
+    assert _nodeIds(scene) == nodesBefore

@@ -250,6 +250,32 @@ def _labelsOf(node: Any, what: str) -> tuple[np.ndarray, np.ndarray, dict[int, s
     return labels, ijkToRasFromVolume(node), _labelNames(node, values)
 
 
+def _removeNodes(scene: Any, nodes: list[Any]) -> None:
+    """Remove nodes with their display and storage nodes (slicer-core's RemoveNode leaves those)."""
+    for node in nodes:
+        helpers = []
+        for getCount, getNode in (
+            ("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
+            ("GetNumberOfStorageNodes", "GetNthStorageNode"),
+        ):
+            if hasattr(node, getCount):
+                helpers += [getattr(node, getNode)(index) for index in range(getattr(node, getCount)())]
+        for helper in [*helpers, node]:
+            if helper is not None and scene.IsNodePresent(helper):
+                scene.RemoveNode(helper)
+
+
+def _outputTypeOf(outputNode: Any) -> str | None:
+    """The output type an existing output node asks for; None when no node is given."""
+    if outputNode is None:
+        return None
+    if outputNode.IsA("vtkMRMLSegmentationNode"):
+        return "segmentation"
+    if outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
+        return "labelmap"
+    raise MedAIInputError(f"The output must be a segmentation or a label map node, got {outputNode.GetClassName()}.")
+
+
 class WatershedJob:
     """One watershed run in three steps, so that the desktop can compute off the main thread.
 
@@ -265,10 +291,10 @@ class WatershedJob:
         self.image = arrayFromVolume(inputVolumeNode)
         # KJI order; rounded to a nanometre so that a grid composed with a parent transform gives the same numbers.
         self.spacingMm = np.round(volumeGeometry(self.worldIjkToRas)[0][::-1], 6)
-        self.outputType = inputs.get("outputType", "segmentation")
+        self.outputNode = inputs.get("outputNode")
+        self.outputType = _outputTypeOf(self.outputNode) or inputs.get("outputType", "segmentation")
         if self.outputType not in OUTPUT_TYPES:
             raise MedAIInputError(f"outputType must be one of {OUTPUT_TYPES}, got {self.outputType!r}.")
-        self.outputNode = inputs.get("outputNode")
         self.outputName = inputs.get("outputName") or f"{inputVolumeNode.GetName()} objects"
         self.createTable = inputs.get("createTable", True)
         self.mask = self._foregroundMask(inputs.get("foregroundSegmentationNode"), inputs.get("foregroundSegmentId"))
@@ -369,8 +395,7 @@ class WatershedJob:
             outputNode = self._outputNode(scene, labels, values, created)
             tableNode = self._objectTable(scene, labels, values, counts, created) if self.createTable else None
         except Exception:
-            for node in created:
-                scene.RemoveNode(node)
+            _removeNodes(scene, created)
             raise
         volumes = counts * self._voxelSize()
         return WatershedOutput(
@@ -395,13 +420,19 @@ class WatershedJob:
         elif self.outputType == "labelmap":
             node = createVolumeFromArray(scene, labels.astype(np.int32), ijkToRas, self.outputName, labelmap=True)
             created.append(node)
+        elif self.outputNode is not None:
+            import slicer
+
+            # Built in a private scene, then copied: the user's scene never sees a temporary node.
+            scratch = slicer.vtkMRMLScene()
+            made = createSegmentationFromLabelmap(scratch, labels, ijkToRas, self._segments(values), self.outputName)
+            node = self.outputNode
+            node.GetSegmentation().DeepCopy(made.GetSegmentation())
+            node.CreateDefaultDisplayNodes()
+            scratch.Clear(1)
         else:
             node = createSegmentationFromLabelmap(scene, labels, ijkToRas, self._segments(values), self.outputName)
             created.append(node)
-            if self.outputNode is not None:
-                self.outputNode.GetSegmentation().DeepCopy(node.GetSegmentation())
-                scene.RemoveNode(created.pop())
-                node = self.outputNode
         node.SetAndObserveTransformNodeID(self.inputVolumeNode.GetTransformNodeID())
         return node
 
@@ -511,7 +542,8 @@ class MedAISegmentationLogic:
             seedMarkupsNode: manual seeds, one object per control point (RAS, world);
                 ``backgroundMarkupsNode`` holds points that seed the background.
             outputType: ``"segmentation"`` ("Object 1", ... in distinct colours) or ``"labelmap"``.
-            outputNode: an existing segmentation or label map node to overwrite; None: a new node.
+            outputNode: an existing segmentation or label map node to overwrite (its class then
+                sets the output type); None: a new node.
             outputName: name of the new node; None: ``"<input> objects"``.
             createTable: add a table of object volumes (mm3, mm2 for 2D) and centroids (RAS mm).
             progress: ``progress(fraction, message)``.
@@ -685,6 +717,5 @@ def _evaluationTables(output: EvaluationOutput, scene: Any, tableNode: Any) -> N
                 ],
             )
     except Exception:
-        for node in created:
-            scene.RemoveNode(node)
+        _removeNodes(scene, created)
         raise

@@ -65,8 +65,8 @@ class WatershedSettings:
     """What the automatic watershed does; every default is chosen from the image itself.
 
     Attributes:
-        threshold: ``"adaptive"``, ``"otsu"`` or an intensity (image units); ignored when a
-            foreground mask is given.
+        threshold: ``"adaptive"`` (also for None), ``"otsu"`` or an intensity (image units);
+            ignored when a foreground mask is given.
         smoothing_mm: Gaussian standard deviation in mm before thresholding; None: one voxel
             (the smallest spacing); 0: no smoothing.
         min_seed_distance_mm: two seeds closer than this belong to one object; None: the object
@@ -86,10 +86,13 @@ class WatershedSettings:
     dark_objects: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.threshold, str) and self.threshold not in FOREGROUND_METHODS:
-            raise MedAIInputError(f"threshold must be a number or one of {FOREGROUND_METHODS}, got {self.threshold!r}.")
-        if not isinstance(self.threshold, str) and not np.isfinite(float(self.threshold)):
-            raise MedAIInputError(f"threshold must be a finite number, got {self.threshold!r}.")
+        if self.threshold is None:
+            self.threshold = "adaptive"
+        numeric = isinstance(self.threshold, (int, float, np.number)) and not isinstance(self.threshold, bool)
+        if not (self.threshold in FOREGROUND_METHODS or (numeric and np.isfinite(self.threshold))):
+            raise MedAIInputError(
+                f"threshold must be a finite number or one of {FOREGROUND_METHODS}, got {self.threshold!r}."
+            )
         if self.landscape not in LANDSCAPES:
             raise MedAIInputError(f"landscape must be one of {LANDSCAPES}, got {self.landscape!r}.")
         for name in ("smoothing_mm", "min_seed_distance_mm", "seed_depth_mm"):
