@@ -76,13 +76,11 @@ def endToEnd(volumeNode, repeats: int) -> tuple[float, float, object]:
 
 
 def sameMarkers(volumeNode):
-    """Landscape, markers and mask exactly as the module floods them (default settings)."""
+    """Landscape, markers and mask as the module floods them (default settings), from the public functions."""
     image = arrayFromVolume(volumeNode)
     spacing = np.linalg.norm(ijkToRasFromVolume(volumeNode)[:3, :3], axis=0)[::-1]
-    settings = watershed.WatershedSettings()
-    smoothed, spacing = watershed._smoothed(image, spacing, settings)
-    mask, _, _ = watershed._foreground(smoothed, spacing, settings)
-    distance = watershed._distance_mm(mask, spacing)
+    mask, _ = watershed.foreground_mask(image, spacing)
+    distance = watershed.distance_to_background_mm(mask, spacing)
     radius = watershed.estimate_object_radius_mm(mask, spacing, distance)
     markers = watershed.seed_markers(distance, spacing, min_seed_distance_mm=radius)
     return -distance, markers, mask, spacing

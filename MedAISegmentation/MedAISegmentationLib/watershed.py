@@ -45,6 +45,7 @@ __all__ = [
     "watershed_objects",
     "foreground_mask",
     "estimate_object_radius_mm",
+    "distance_to_background_mm",
     "seed_markers",
     "flood",
     "object_volumes",
@@ -161,6 +162,20 @@ def _gaussian(image: np.ndarray, sigma_mm: float, spacing: np.ndarray) -> np.nda
     sitk_image = sitk.GetImageFromArray(image.astype(np.float32, copy=False))
     sitk_image.SetSpacing([float(s) for s in spacing[::-1]])
     return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(sitk_image, float(sigma_mm)))
+
+
+def distance_to_background_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+    """Euclidean distance (mm) from each voxel of ``mask`` to the nearest voxel outside it; 0 outside.
+
+    Args:
+        mask: boolean foreground, storage order.
+        spacing_mm: voxel size along each array axis, mm.
+
+    Returns:
+        float32 distances shaped like ``mask`` (SimpleITK's exact Maurer transform).
+    """
+    squeezed, spacing = _squeezed(np.asarray(mask, dtype=bool), spacing_mm)
+    return _distance_mm(squeezed, spacing).reshape(np.shape(mask))
 
 
 def _distance_mm(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -284,12 +299,11 @@ def _foreground(
         used = -float(threshold) if settings.dark_objects else float(threshold)
         mask = smoothed >= used
     shown = -used if settings.dark_objects else used
-    if not mask.any():
-        raise MedAIInputError(f"The threshold ({threshold}: {shown:g}) leaves no voxel in the foreground.")
-    if mask.all():
-        raise MedAIInputError(
-            f"The threshold ({threshold}: {shown:g}) leaves no background; every voxel is foreground."
-        )
+    if not mask.any() or mask.all():
+        name = f"{threshold} threshold ({shown:g})" if isinstance(threshold, str) else f"threshold {shown:g}"
+        low, high = sorted(float(v) * (-1 if settings.dark_objects else 1) for v in (smoothed.min(), smoothed.max()))
+        problem = "no voxel in the foreground" if not mask.any() else "no background; every voxel is foreground"
+        raise MedAIInputError(f"The {name} leaves {problem} (the smoothed image spans {low:g} to {high:g}).")
     return mask, shown, radius_mm
 
 
