@@ -20,7 +20,10 @@ Submodules (import the one you need; torch and MONAI are only imported inside fu
 - ``devices``: ``auto``/``cpu``/``cuda``/``mps`` selection with CPU fallback on out-of-memory.
 - ``models``: the model registry (``Resources/Models/models.json``) with sha256 checks; the cards
   and their schema are in ``modelcards``.
-- ``sampledata``: the real sample data listed in ``Resources/SampleData/SampleData.json``.
+- ``sampledata``: the real sample data listed in ``Resources/SampleData/SampleData.json``; the
+  conversions of sources Slicer cannot read as is (InVesalius, PNG/TIFF, label images, landmark
+  text) are in ``sampledataconvert``.
+- ``checksums``: cached file sha256, shared by ``models`` and ``sampledata``.
 - ``rendering``: pictures of real Slicer slice views rendered offscreen.
 """
 

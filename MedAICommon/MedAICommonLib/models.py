@@ -21,12 +21,12 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import zipfile
 from pathlib import Path
 
+from .checksums import fileSha256
 from .errors import MedAIInputError
 from .modelcards import FORMATS, ModelCard, ModelLabel, ModelWeights, cardAsDict, cardFromEntry
 from .resources import resourcesDir
@@ -38,8 +38,8 @@ __all__ = [
     "configPath",
     "verifyWeights",
     "checkedWeightsPath",
+    # Defined in checksums and modelcards; importable from here too.
     "fileSha256",
-    # Defined in modelcards; importable from here too.
     "FORMATS",
     "ModelLabel",
     "ModelWeights",
@@ -49,8 +49,6 @@ __all__ = [
 
 PACKAGE_PREFIX = "package:"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-# sha256 of files already verified, keyed by (path, size, mtime): hashing 40 MB on every run is wasteful.
-_hashCache: dict[tuple[str, int, int], str] = {}
 
 
 class ModelRegistry:
@@ -216,20 +214,6 @@ def weightsPath(card: ModelCard) -> Path:
 def configPath(card: ModelCard) -> Path | None:
     """The config file (``checkpoint+config``) or bundle folder (``monai-bundle``) of a card, if any."""
     return _locate(card.config, card, "config") if card.config else None
-
-
-def fileSha256(path: str | Path) -> str:
-    """The sha256 of a file as 64 lower-case hex digits (cached while size and mtime stay the same)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _hashCache:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _hashCache[key] = digest.hexdigest()
-    return _hashCache[key]
 
 
 def verifyWeights(path: str | Path, sha256: str, sizeBytes: int | None = None) -> Path:
