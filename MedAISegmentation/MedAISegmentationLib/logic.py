@@ -30,15 +30,10 @@ from typing import Any
 import numpy as np
 
 from MedAICommonLib.errors import MedAIInputError
+from MedAICommonLib.geometry import LPS_TO_RAS, volumeGeometry
 from MedAICommonLib.segmentations import SegmentInfo, createSegmentationFromLabelmap, labelmapFromSegmentation
 from MedAICommonLib.validation import checkVolumeNode
-from MedAICommonLib.volumes import (
-    LPS_TO_RAS,
-    arrayFromVolume,
-    createVolumeFromArray,
-    ijkToRasFromVolume,
-    volumeGeometry,
-)
+from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray, ijkToRasFromVolume
 
 from . import evaluation, watershed
 
