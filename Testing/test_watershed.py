@@ -183,8 +183,8 @@ def test_output_segmentation_lies_on_the_input_grid_under_its_transform(scene, l
     reused = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Reused")
     reused.CreateDefaultDisplayNodes()
     nodesBefore = _nodeIds(scene)
-    again = logic.runWatershed(imageNode, outputNode=reused, createTable=False)
-    assert again.outputNode is reused and _nodeIds(scene) == nodesBefore
+    again = logic.runWatershed(imageNode, outputNode=reused, tableNode=result.tableNode)
+    assert again.outputNode is reused and again.tableNode is result.tableNode and _nodeIds(scene) == nodesBefore
     np.testing.assert_array_equal(labelmapFromSegmentation(reused, imageNode)[0], labels)
     kji = np.argwhere(labels == 2).mean(axis=0)
     expectedRas = (ijkToRasFromVolume(imageNode) @ [*kji[::-1], 1.0])[:3]

@@ -292,6 +292,7 @@ class WatershedJob:
             raise MedAIInputError(f"outputType must be one of {OUTPUT_TYPES}, got {self.outputType!r}.")
         self.outputName = inputs.get("outputName") or f"{inputVolumeNode.GetName()} objects"
         self.createTable = inputs.get("createTable", True)
+        self.tableNode = inputs.get("tableNode")
         self.mask = self._foregroundMask(inputs.get("foregroundSegmentationNode"), inputs.get("foregroundSegmentId"))
         self.seeds, self.seedNames, self.backgroundLabel = self._manualSeeds(inputs)
         self.result: watershed.WatershedResult | None = None
@@ -438,8 +439,12 @@ class WatershedJob:
     def _objectTable(self, scene: Any, labels: np.ndarray, values: list[int], counts: np.ndarray, created: list) -> Any:
         centroidKji = _labelCentroidsKji(labels, counts)[:, values]
         ras = (self.worldIjkToRas @ np.vstack([centroidKji[::-1], np.ones(len(values))]))[:3]
-        tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{self.outputName} table"))
-        created.append(tableNode)
+        tableNode = self.tableNode
+        if tableNode is None:
+            tableNode = scene.AddNewNodeByClass(
+                "vtkMRMLTableNode", scene.GenerateUniqueName(f"{self.outputName} table")
+            )
+            created.append(tableNode)
         columns = [
             ("Object", "string", [self.seedNames.get(v, f"Object {v}") for v in values], ""),
             ("Label", "int", values, ""),
@@ -482,7 +487,7 @@ class MedAISegmentationLogic:
         """Check the inputs and read the voxels: the first step of :meth:`runWatershed`, same arguments."""
         known = {
             "foregroundSegmentationNode", "foregroundSegmentId", "seedSegmentationNode", "seedMarkupsNode",
-            "backgroundSegmentId", "backgroundMarkupsNode", "outputType", "outputNode", "outputName", "createTable",
+            "backgroundSegmentId", "backgroundMarkupsNode", "outputType", "outputNode", "outputName", "createTable", "tableNode",
         }  # fmt: skip
         unknown = sorted(set(inputs) - known)
         if unknown:
@@ -516,6 +521,7 @@ class MedAISegmentationLogic:
         outputNode: Any = None,
         outputName: str | None = None,
         createTable: bool = True,
+        tableNode: Any = None,
         progress: ProgressCallback | None = None,
         cancelToken: Any = None,
     ) -> WatershedOutput:
@@ -541,6 +547,7 @@ class MedAISegmentationLogic:
                 sets the output type); None: a new node.
             outputName: name of the new node; None: ``"<input> objects"``.
             createTable: add a table of object volumes (mm3, mm2 for 2D) and centroids (RAS mm).
+            tableNode: an existing ``vtkMRMLTableNode`` to overwrite with that table; None: a new one.
             progress: ``progress(fraction, message)``.
             cancelToken: ``MedAICommonLib.jobs.CancelToken``.
 
