@@ -226,12 +226,12 @@ def test_osmesa_takes_over_when_egl_fails(tmp_path):
     """With no EGL vendor library, the same picture comes from OSMesa (both are Mesa's llvmpipe here)."""
     script = (
         "import sys, numpy as np, slicer\n"
-        "from MedAICommonLib import rendering, volumes\n"
+        "from MedAICommonLib import offscreen, rendering, volumes\n"
         "scene = slicer.vtkMRMLScene()\n"
         "voxels = (np.arange(9 * 11 * 13).reshape(9, 11, 13) % 97).astype(np.int16)\n"
         "node = volumes.createVolumeFromArray(scene, voxels, np.diag([1.0, 1.5, 2.0, 1.0]), 'v')\n"
         "rendering.renderSliceViews(scene, node, sys.argv[1], sizePx=64)\n"
-        "print(rendering._renderWindowClass.__name__)\n"
+        "print(offscreen._renderWindowClass.__name__)\n"
     )
     classes = {}
     for name, environment in (("egl", {}), ("fallback", {"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent.json"})):
