@@ -92,7 +92,7 @@ def addEvaluateParser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
         help="compare a prediction with a reference segmentation",
-        description="Dice, IoU, sensitivity, specificity, precision, volumes, Hausdorff (and 95%%) and average "
+        description="Dice, IoU, sensitivity, specificity, precision, volumes, Hausdorff (and 95%) and average "
         "surface distance in mm per segment; with --instances, object matching by IoU and F1. The prediction is "
         "resampled onto the reference grid (nearest neighbour).",
     )
