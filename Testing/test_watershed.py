@@ -144,6 +144,26 @@ def test_markup_points_seed_named_objects(scene, logic):
         assert overlap >= 0.5 * np.count_nonzero(reference == value)
 
 
+def test_single_point_seeds_flood_their_whole_basin(scene, logic):
+    """A point seed on a slope of the gradient still grows (markers are imposed minima): one point in
+    the brain and one in the air of a real 3D MRI give an object holding the brain."""
+    import vtk
+
+    imageNode = loadSampleData(scene, "KmeansT1")
+    brain = labelmapFromSegmentation(loadSampleData(scene, "KmeansT1BrainMask"), imageNode)[0] > 0
+    ijkToRas = ijkToRasFromVolume(imageNode)
+    points, air = (scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name) for name in ("Brain", "Air"))
+    points.AddControlPointWorld(vtk.vtkVector3d(*(ijkToRas @ [64, 64, 31, 1])[:3]), "Brain")
+    air.AddControlPointWorld(vtk.vtkVector3d(*(ijkToRas @ [2, 2, 2, 1])[:3]), "Air")
+    result = logic.runWatershed(
+        imageNode, landscape="gradient", seedMarkupsNode=points, backgroundMarkupsNode=air, outputType="labelmap"
+    )
+    found = arrayFromVolume(result.outputNode) == 1
+    assert result.objectCount == 1
+    assert np.count_nonzero(found & brain) >= 0.9 * np.count_nonzero(brain)
+    assert np.count_nonzero(found) < 0.5 * found.size
+
+
 # ---------------------------------------------------------------- output on the input's grid
 
 

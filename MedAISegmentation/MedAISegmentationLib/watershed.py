@@ -348,12 +348,18 @@ def seed_markers(
 def flood(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Flood ``landscape`` from ``markers`` (scikit-image's priority-queue watershed, face connectivity).
 
+    The markers are imposed as the only minima: every marker voxel starts below the whole
+    landscape, so a seed placed on a slope still floods its own basin.
+
     Returns:
         int32 labels: every voxel of ``mask`` (everything when None) reached from a marker
         gets that marker's label; 0 elsewhere.
     """
     from skimage.segmentation import watershed
 
+    seeded = markers > 0
+    if seeded.any():
+        landscape = np.where(seeded, landscape.min() - 1.0, landscape)
     return watershed(landscape, markers, mask=mask, connectivity=1).astype(np.int32, copy=False)
 
 
