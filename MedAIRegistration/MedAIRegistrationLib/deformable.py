@@ -1,0 +1,158 @@
+"""Deformable registration stages on SimpleITK images: B-spline free-form and diffeomorphic demons.
+
+Both run on top of the linear transform found before them and return a SimpleITK composite in the
+ITK *resampling* convention (LPS): a fixed-space point is first displaced by the deformable part,
+then mapped by the linear part into the moving image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registration import IterationRecord, StageSettings, configure_method, run_stage
+
+__all__ = ["run_bspline_stage", "run_demons_stage", "compose"]
+
+
+def compose(linear: Any, deformable: Any) -> Any:
+    """The composite "deformable first, then linear" (resampling convention, LPS)."""
+    import SimpleITK as sitk
+
+    composite = sitk.CompositeTransform(linear.GetDimension())
+    composite.AddTransform(linear)
+    # ITK applies the last transform added first.
+    composite.AddTransform(deformable)
+    return composite
+
+
+def run_bspline_stage(
+    fixed: Any,
+    moving: Any,
+    stage: StageSettings,
+    stage_index: int,
+    previous: Any,
+    history: list[IterationRecord],
+    fixed_mask: Any = None,
+    moving_mask: Any = None,
+    progress: Any = None,
+    cancel_token: Any = None,
+) -> Any:
+    """A cubic B-spline free-form deformation on top of ``previous`` (a linear transform or None).
+
+    The control points lie ``stage.grid_spacing_mm`` apart over the fixed image; each pyramid level
+    doubles the control grid (SimpleITK's multi-resolution B-spline), so the last level has a
+    spacing of ``grid_spacing_mm / 2 ** (levels - 1)``.
+
+    Returns:
+        The composite transform (resampling, LPS) ending with the ``SimpleITK.BSplineTransform``.
+
+    Raises:
+        MedAICancelledError, MedAIInputError: see :func:`MedAIRegistrationLib.registration.run_stage`.
+    """
+    import SimpleITK as sitk
+
+    levels = len(stage.shrink_factors)
+    coarseSpacingMm = float(stage.grid_spacing_mm)
+    extentMm = [size * spacing for size, spacing in zip(fixed.GetSize(), fixed.GetSpacing())]
+    meshSize = [max(1, round(extent / coarseSpacingMm)) for extent in extentMm]
+    bspline = sitk.BSplineTransformInitializer(fixed, meshSize, order=3)
+    method = configure_method(stage, fixed_mask, moving_mask)
+    if previous is not None:
+        method.SetMovingInitialTransform(previous)
+    method.SetInitialTransformAsBSpline(bspline, inPlace=True, scaleFactors=[2**level for level in range(levels)])
+    run_stage(method, fixed, moving, stage, stage_index, history, progress, cancel_token)
+    return bspline if previous is None else compose(previous, bspline)
+
+
+def run_demons_stage(
+    fixed: Any,
+    moving: Any,
+    stage: StageSettings,
+    stage_index: int,
+    previous: Any,
+    history: list[IterationRecord],
+    fixed_mask: Any = None,
+    progress: Any = None,
+    cancel_token: Any = None,
+) -> Any:
+    """A dense displacement field by diffeomorphic demons, coarse to fine, on top of ``previous``.
+
+    The moving image is first resampled onto the fixed grid through ``previous`` and its histogram
+    matched to the fixed one (demons compares intensities directly, so it suits one modality). The
+    field is computed on the fixed grid shrunk by ``stage.shrink_factors`` and carried up level by
+    level; it is returned on the last level's grid. Voxels outside ``fixed_mask`` are set to zero
+    in both images, so that the field follows the masked structure only.
+
+    Returns:
+        The composite transform (resampling, LPS) ending with a ``SimpleITK.DisplacementFieldTransform``.
+
+    Raises:
+        MedAICancelledError: the user cancelled.
+    """
+    import SimpleITK as sitk
+
+    fixedFloat = sitk.Cast(fixed, sitk.sitkFloat32)
+    identity = sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity)
+    movingOnFixed = sitk.Resample(moving, fixed, previous or identity, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    movingOnFixed = sitk.HistogramMatching(movingOnFixed, fixedFloat, 256, 15, True)
+    if fixed_mask is not None:
+        inside = sitk.Cast(fixed_mask > 0, sitk.sitkFloat32)
+        fixedFloat, movingOnFixed = fixedFloat * inside, movingOnFixed * inside
+    field = None
+    levels = len(stage.shrink_factors)
+    for level, (shrink, sigmaMm) in enumerate(zip(stage.shrink_factors, stage.smoothing_mm)):
+        fixedLevel = _pyramid_level(fixedFloat, int(shrink), float(sigmaMm))
+        movingLevel = _pyramid_level(movingOnFixed, int(shrink), float(sigmaMm))
+        if field is not None:
+            field = sitk.Resample(field, fixedLevel, sitk.Transform(), sitk.sitkLinear, 0.0, field.GetPixelID())
+        field = _demons_level(fixedLevel, movingLevel, field, stage, stage_index, level, history, cancel_token)
+        if progress is not None:
+            progress((level + 1) / levels, f"deformable: level {level + 1}/{levels}")
+    displacement = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+    return displacement if previous is None else compose(previous, displacement)
+
+
+def _pyramid_level(image: Any, shrink: int, sigmaMm: float) -> Any:
+    import SimpleITK as sitk
+
+    if sigmaMm > 0:
+        image = sitk.SmoothingRecursiveGaussian(image, sigmaMm)
+    return sitk.Shrink(image, [shrink] * image.GetDimension()) if shrink > 1 else image
+
+
+def _demons_level(
+    fixed: Any,
+    moving: Any,
+    field: Any,
+    stage: StageSettings,
+    stage_index: int,
+    level: int,
+    history: list[IterationRecord],
+    cancel_token: Any,
+) -> Any:
+    import SimpleITK as sitk
+
+    demons = sitk.DiffeomorphicDemonsRegistrationFilter()
+    demons.SetNumberOfIterations(int(stage.iterations))
+    demons.SetSmoothDisplacementField(True)
+    demons.SetStandardDeviations(float(stage.field_smoothing_voxels))
+    if stage.update_smoothing_voxels > 0:
+        demons.SetSmoothUpdateField(True)
+        demons.SetUpdateFieldStandardDeviations(float(stage.update_smoothing_voxels))
+    demons.SetUseGradientType(demons.Symmetric)
+
+    def on_iteration() -> None:
+        history.append(
+            IterationRecord(stage_index, stage.transform, level, demons.GetElapsedIterations(), demons.GetMetric())
+        )
+        if cancel_token is not None and cancel_token.cancelled:
+            demons.StopRegistration()
+
+    demons.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    if field is None:
+        field = demons.Execute(fixed, moving)
+    else:
+        field = demons.Execute(fixed, moving, field)
+    if cancel_token is not None:
+        cancel_token.raiseIfCancelled()
+    return field

@@ -1,0 +1,340 @@
+"""Linear registration stages on SimpleITK images (pure functions, no MRML).
+
+Every transform here follows the ITK *resampling* convention in LPS millimetres: it maps a point of
+the fixed image to the matching point of the moving image, so ``SimpleITK.Resample(moving, fixed,
+transform)`` puts the moving image onto the fixed grid. The MRML side (modeling "to parent", RAS)
+is in :mod:`MedAIRegistrationLib.logic`, through MedAICommonLib's audited bridge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
+
+__all__ = [
+    "LINEAR_TRANSFORMS",
+    "METRICS",
+    "OPTIMIZERS",
+    "INITIALIZATIONS",
+    "StageSettings",
+    "IterationRecord",
+    "new_linear_transform",
+    "initial_linear_transform",
+    "configure_method",
+    "run_stage",
+    "run_linear_stage",
+]
+
+LINEAR_TRANSFORMS = ("translation", "rigid", "similarity", "affine")
+METRICS = ("mse", "ncc", "mi")
+OPTIMIZERS = ("gradient-descent", "line-search", "regular-step", "lbfgsb", "powell", "amoeba", "one-plus-one")
+INITIALIZATIONS = ("geometry", "moments", "none")
+
+
+@dataclass
+class StageSettings:
+    """One stage of a registration (a preset is a list of them).
+
+    Attributes:
+        transform: translation, rigid, similarity, affine, bspline or deformable.
+        metric: mse (mean squares), ncc (normalised cross-correlation) or mi (Mattes mutual information).
+        optimizer: one of :data:`OPTIMIZERS`.
+        iterations: the most iterations per resolution level.
+        learning_rate: step of the gradient optimisers (scaled by physical shift, so in mm-like units).
+        shrink_factors: one whole-voxel shrink factor per resolution level, coarse to fine.
+        smoothing_mm: Gaussian sigma per level, millimetres.
+        sampling_percentage: share of fixed voxels the metric samples (0-1], random with a fixed seed.
+        histogram_bins: bins of mutual information.
+        grid_spacing_mm: B-spline control point spacing, mm (bspline stages only).
+        field_smoothing_voxels: Gaussian sigma of the demons displacement field, voxels (deformable only).
+        update_smoothing_voxels: Gaussian sigma of each demons update, voxels (deformable only).
+    """
+
+    transform: str
+    metric: str = "mi"
+    optimizer: str = "gradient-descent"
+    iterations: int = 200
+    learning_rate: float = 1.0
+    shrink_factors: list[int] = field(default_factory=lambda: [4, 2, 1])
+    smoothing_mm: list[float] = field(default_factory=lambda: [2.0, 1.0, 0.0])
+    sampling_percentage: float = 0.2
+    histogram_bins: int = 50
+    grid_spacing_mm: float = 40.0
+    field_smoothing_voxels: float = 1.5
+    update_smoothing_voxels: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise MedAIInputError(f"Unknown metric '{self.metric}'; choose one of {', '.join(METRICS)}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise MedAIInputError(f"Unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
+        if len(self.shrink_factors) != len(self.smoothing_mm) or not self.shrink_factors:
+            raise MedAIInputError("Give one smoothing (mm) per shrink factor, and at least one level.")
+        if any(int(f) < 1 for f in self.shrink_factors) or any(s < 0 for s in self.smoothing_mm):
+            raise MedAIInputError("Shrink factors must be whole numbers >= 1 and smoothing (mm) >= 0.")
+        if not 0.0 < self.sampling_percentage <= 1.0:
+            raise MedAIInputError(f"The sampling percentage must be in (0, 1], got {self.sampling_percentage}.")
+        if int(self.iterations) < 1:
+            raise MedAIInputError(f"The number of iterations must be at least 1, got {self.iterations}.")
+
+
+@dataclass
+class IterationRecord:
+    """The metric value after one optimiser iteration (lower is better for every metric here)."""
+
+    stage: int
+    transform: str
+    level: int
+    iteration: int
+    metric_value: float
+
+
+def new_linear_transform(kind: str, dimension: int) -> Any:
+    """An identity SimpleITK transform of a linear kind (resampling convention, LPS).
+
+    Raises:
+        MedAIInputError: an unknown kind, or projective (no SimpleITK registration supports it).
+    """
+    import SimpleITK as sitk
+
+    if kind == "projective":
+        if dimension == 3:
+            raise MedAIInputError(
+                "A projective (perspective) transform is for 2D images only; use affine for 3D volumes."
+            )
+        raise MedAIInputError("The projective transform is not available yet; use affine for 2D images.")
+    classes = {
+        "translation": lambda: sitk.TranslationTransform(dimension),
+        "rigid": lambda: sitk.Euler2DTransform() if dimension == 2 else sitk.Euler3DTransform(),
+        "similarity": lambda: sitk.Similarity2DTransform() if dimension == 2 else sitk.Similarity3DTransform(),
+        "affine": lambda: sitk.AffineTransform(dimension),
+    }
+    if kind not in classes:
+        raise MedAIInputError(f"'{kind}' is not a linear transform; choose one of {', '.join(LINEAR_TRANSFORMS)}.")
+    return classes[kind]()
+
+
+def initial_linear_transform(kind: str, fixed: Any, moving: Any, initialization: str) -> Any:
+    """A linear transform of ``kind`` whose centre and translation align the two images.
+
+    Args:
+        kind: one of :data:`LINEAR_TRANSFORMS`.
+        fixed, moving: SimpleITK images (LPS).
+        initialization: "geometry" (image centres), "moments" (centres of mass) or "none" (identity,
+            centre of rotation at the fixed image centre).
+
+    Returns:
+        The transform (resampling convention, LPS).
+    """
+    import SimpleITK as sitk
+
+    if initialization not in INITIALIZATIONS:
+        raise MedAIInputError(f"Unknown initialization '{initialization}'; choose one of {', '.join(INITIALIZATIONS)}.")
+    dimension = fixed.GetDimension()
+    centred = new_linear_transform("rigid" if kind == "translation" else kind, dimension)
+    if initialization == "none":
+        centreIndex = [(size - 1) / 2.0 for size in fixed.GetSize()]
+        centred.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint(centreIndex))
+    else:
+        mode = sitk.CenteredTransformInitializerFilter.MOMENTS
+        if initialization == "geometry":
+            mode = sitk.CenteredTransformInitializerFilter.GEOMETRY
+        centred = sitk.CenteredTransformInitializer(fixed, moving, centred, mode)
+    if kind != "translation":
+        return centred
+    shift = centred.GetTranslation() if initialization != "none" else (0.0,) * dimension
+    return sitk.TranslationTransform(dimension, shift)
+
+
+def _set_metric(method: Any, stage: StageSettings) -> None:
+    if stage.metric == "mse":
+        method.SetMetricAsMeanSquares()
+    elif stage.metric == "ncc":
+        method.SetMetricAsCorrelation()
+    else:
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(stage.histogram_bins))
+    if stage.sampling_percentage < 1.0:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        # A fixed seed: the same inputs give the same result every run.
+        method.SetMetricSamplingPercentage(float(stage.sampling_percentage), 20261122)
+
+
+def _set_optimizer(method: Any, stage: StageSettings) -> None:
+    iterations = int(stage.iterations)
+    rate = float(stage.learning_rate)
+    if stage.optimizer == "gradient-descent":
+        method.SetOptimizerAsGradientDescent(
+            learningRate=rate,
+            numberOfIterations=iterations,
+            convergenceMinimumValue=1e-7,
+            convergenceWindowSize=10,
+            estimateLearningRate=method.EachIteration,
+        )
+    elif stage.optimizer == "line-search":
+        method.SetOptimizerAsGradientDescentLineSearch(rate, iterations, convergenceMinimumValue=1e-7)
+    elif stage.optimizer == "regular-step":
+        method.SetOptimizerAsRegularStepGradientDescent(rate, 1e-4, iterations, relaxationFactor=0.5)
+    elif stage.optimizer == "lbfgsb":
+        method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=iterations)
+    elif stage.optimizer == "powell":
+        method.SetOptimizerAsPowell(numberOfIterations=iterations, maximumLineIterations=20, stepLength=rate)
+    elif stage.optimizer == "amoeba":
+        method.SetOptimizerAsAmoeba(simplexDelta=rate, numberOfIterations=iterations)
+    else:
+        method.SetOptimizerAsOnePlusOneEvolutionary(numberOfIterations=iterations, initialRadius=rate, seed=20261122)
+    if stage.transform != "bspline":
+        method.SetOptimizerScalesFromPhysicalShift()
+
+
+def configure_method(stage: StageSettings, fixed_mask: Any = None, moving_mask: Any = None) -> Any:
+    """A ``SimpleITK.ImageRegistrationMethod`` set up with the stage's metric, optimiser and pyramid."""
+    import SimpleITK as sitk
+
+    method = sitk.ImageRegistrationMethod()
+    _set_metric(method, stage)
+    _set_optimizer(method, stage)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetShrinkFactorsPerLevel([int(f) for f in stage.shrink_factors])
+    method.SetSmoothingSigmasPerLevel([float(s) for s in stage.smoothing_mm])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    if fixed_mask is not None:
+        method.SetMetricFixedMask(fixed_mask)
+    if moving_mask is not None:
+        method.SetMetricMovingMask(moving_mask)
+    return method
+
+
+def run_stage(
+    method: Any,
+    fixed: Any,
+    moving: Any,
+    stage: StageSettings,
+    stage_index: int,
+    history: list[IterationRecord],
+    progress: Any = None,
+    cancel_token: Any = None,
+) -> None:
+    """Execute a configured registration method, recording the metric and honouring the cancel token.
+
+    Raises:
+        MedAICancelledError: the user cancelled (the stage stops at its next iteration).
+        MedAIInputError: the images do not overlap (SimpleITK found no valid metric samples).
+    """
+    import SimpleITK as sitk
+
+    levels = len(stage.shrink_factors)
+
+    def on_iteration() -> None:
+        level = method.GetCurrentLevel()
+        iteration = method.GetOptimizerIteration()
+        value = method.GetMetricValue()
+        history.append(IterationRecord(stage_index, stage.transform, level, iteration, float(value)))
+        if progress is not None:
+            fraction = (level + min(iteration / max(int(stage.iterations), 1), 1.0)) / levels
+            progress(fraction, f"{stage.transform}: level {level + 1}/{levels}, metric {value:.4g}")
+        if cancel_token is not None and cancel_token.cancelled:
+            method.StopRegistration()
+
+    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    try:
+        method.Execute(fixed, moving)
+    except RuntimeError as error:
+        text = str(error)
+        if "outside" in text or "Too many samples" in text or "insufficient" in text.lower():
+            raise MedAIInputError(
+                "The fixed and moving images do not overlap enough to compare them; "
+                "check their positions or use initialization by geometry or moments."
+            ) from error
+        raise
+    finally:
+        method.RemoveAllCommands()
+    if cancel_token is not None:
+        cancel_token.raiseIfCancelled()
+
+
+def run_linear_stage(
+    fixed: Any,
+    moving: Any,
+    stage: StageSettings,
+    stage_index: int,
+    previous: Any,
+    initialization: str,
+    history: list[IterationRecord],
+    fixed_mask: Any = None,
+    moving_mask: Any = None,
+    progress: Any = None,
+    cancel_token: Any = None,
+) -> Any:
+    """Run one linear stage on top of the transform found so far.
+
+    Args:
+        fixed, moving: SimpleITK images of the same dimension (LPS), float.
+        stage: its settings; ``stage.transform`` is one of :data:`LINEAR_TRANSFORMS`.
+        stage_index: the position of the stage in the preset (for the metric history).
+        previous: the transform found by earlier stages (resampling, LPS), or None for the first stage.
+        initialization: "geometry", "moments" or "none"; used only when ``previous`` is None.
+        history: the metric history, appended to.
+        fixed_mask, moving_mask: optional SimpleITK masks (UInt8, non-zero inside).
+        progress: ``progress(fraction, message)`` for this stage.
+        cancel_token: a :class:`MedAICommonLib.jobs.CancelToken`.
+
+    Returns:
+        A single linear SimpleITK transform (resampling, LPS) that includes ``previous``.
+
+    Raises:
+        MedAICancelledError, MedAIInputError: see :func:`run_stage`.
+    """
+    import SimpleITK as sitk
+
+    dimension = fixed.GetDimension()
+    if previous is None:
+        transform = initial_linear_transform(stage.transform, fixed, moving, initialization)
+    else:
+        # Each stage starts where the previous one ended: its own parameters start at identity.
+        transform = new_linear_transform(stage.transform, dimension)
+        if hasattr(transform, "SetCenter"):
+            transform.SetCenter(_centre_of(previous, fixed))
+    method = configure_method(stage, fixed_mask, moving_mask)
+    if previous is not None:
+        method.SetMovingInitialTransform(previous)
+    method.SetInitialTransform(transform, inPlace=True)
+    run_stage(method, fixed, moving, stage, stage_index, history, progress, cancel_token)
+    if previous is None:
+        return transform
+    composite = sitk.CompositeTransform(dimension)
+    composite.AddTransform(previous)
+    composite.AddTransform(transform)
+    return _as_single_linear(composite, dimension)
+
+
+def _centre_of(transform: Any, fixed: Any) -> tuple:
+    transform = transform.Downcast()
+    if hasattr(transform, "GetCenter"):
+        return transform.GetCenter()
+    centreIndex = [(size - 1) / 2.0 for size in fixed.GetSize()]
+    return fixed.TransformContinuousIndexToPhysicalPoint(centreIndex)
+
+
+def _as_single_linear(composite: Any, dimension: int) -> Any:
+    """Compose a chain of linear transforms into one affine transform (same mapping)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    origin = np.array(composite.TransformPoint((0.0,) * dimension))
+    matrix = np.empty((dimension, dimension))
+    for axis in range(dimension):
+        unit = [0.0] * dimension
+        unit[axis] = 1.0
+        matrix[:, axis] = np.array(composite.TransformPoint(tuple(unit))) - origin
+    affine = sitk.AffineTransform(dimension)
+    affine.SetMatrix(matrix.ravel().tolist())
+    affine.SetTranslation(origin.tolist())
+    return affine
+
+
+def raise_if_cancelled(cancel_token: Any) -> None:
+    """Stop between stages when the user cancelled."""
+    if cancel_token is not None and cancel_token.cancelled:
+        raise MedAICancelledError("Cancelled by the user.")
