@@ -17,6 +17,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .segment_commands import addEvaluateParser, addWatershedParser
+
 __all__ = ["main", "buildParser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
 
 EXIT_OK = 0
@@ -26,12 +28,15 @@ EXIT_CANCELLED = 130
 
 # Subcommands of the contract that later module issues implement: name -> one-line help.
 _PLANNED_COMMANDS = {
-    "segment": "segment an image: watershed, model or prompt (not yet available)",
     "register": "register a moving image to a fixed image (not yet available)",
     "uncertainty": "segmentation with a voxel-wise uncertainty map (not yet available)",
     "explain": "heat map explaining a model's output (not yet available)",
-    "evaluate": "compare a prediction with a reference segmentation (not yet available)",
     "train": "train a segmentation, registration or classification model (not yet available)",
+}
+# Methods of 'medai segment' that later issues implement.
+_PLANNED_SEGMENT_METHODS = {
+    "model": "segment with a U-Net from the registry or your own model (not yet available)",
+    "prompt": "segment what a box or clicks point at, Segment-Anything style (not yet available)",
 }
 
 
@@ -71,10 +76,20 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medai {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _addDataCommand(commands)
+    _addSegmentCommand(commands)
+    addEvaluateParser(commands)
     for name, summary in _PLANNED_COMMANDS.items():
         _addPlannedCommand(commands, name, summary)
     _addDemoCommand(commands)
     return parser
+
+
+def _addSegmentCommand(commands) -> None:
+    segment = commands.add_parser("segment", help="segment an image: watershed, model or prompt")
+    methods = segment.add_subparsers(dest="method", metavar="METHOD", required=True)
+    addWatershedParser(methods)
+    for name, summary in _PLANNED_SEGMENT_METHODS.items():
+        _addPlannedCommand(methods, name, summary, fullName=f"segment {name}")
 
 
 def _addDataCommand(commands) -> None:
@@ -97,10 +112,10 @@ def _addDemoCommand(commands) -> None:
     demo.set_defaults(run=_runDemo)
 
 
-def _addPlannedCommand(commands, name: str, summary: str) -> None:
+def _addPlannedCommand(commands, name: str, summary: str, fullName: str | None = None) -> None:
     command = commands.add_parser(name, help=summary, description=summary, add_help=True)
     command.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    command.set_defaults(run=_notYetAvailable(name))
+    command.set_defaults(run=_notYetAvailable(fullName or name))
 
 
 def _notYetAvailable(name: str) -> Callable[[argparse.Namespace], int]:
