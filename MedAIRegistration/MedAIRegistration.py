@@ -5,6 +5,7 @@ metadata, parameter node, panel, the logic adapter that turns the parameter node
 in a background worker, and the self-test.
 """
 
+import os
 from typing import Annotated
 
 import slicer
@@ -196,8 +197,7 @@ class MedAIRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         """Called when the background registration ends: puts its results into the output nodes."""
         if status.state == WorkerState.COMPLETED:
             with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
-                self.logic.finishJob(self._parameterNode, status.result)
-                self.ui.statusLabel.text = _("Done.")
+                self.ui.statusLabel.text = self.logic.finishJob(self._parameterNode, status.result)
         self._checkCanApply()
 
 
@@ -215,12 +215,6 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic):
 
     # The issue that brings each transform type; a type leaves this table when its algorithm lands in the Lib.
     PENDING_ISSUES = {
-        "translation": 6,
-        "rigid": 6,
-        "similarity": 6,
-        "affine": 6,
-        "bspline": 6,
-        "deformable": 6,
         "learned": 7,
     }
 
@@ -267,13 +261,51 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic):
             raise MedAIInputError(reason)
         return self._createWorker(parameterNode)
 
-    def finishJob(self, parameterNode, result) -> None:
-        """Put what a finished worker reported (``MEDAI_RESULT``) into the output nodes."""
-        raise NotImplementedError(_("No MedAI Registration task can produce results yet."))
+    def finishJob(self, parameterNode, result) -> str:
+        """Put what a finished worker reported (``MEDAI_RESULT``) into the output nodes; returns a summary."""
+        from MedAIRegistrationLib.worker import loadWorkerResult
+
+        transformNode, volumeNode, tableNode, _chartNode, quality = loadWorkerResult(
+            slicer.mrmlScene,
+            result,
+            parameterNode.outputTransform,
+            parameterNode.outputVolume,
+            parameterNode.reportTable,
+        )
+        parameterNode.outputTransform = transformNode
+        parameterNode.reportTable = tableNode
+        if volumeNode is not None:
+            parameterNode.outputVolume = volumeNode
+        summary = _("Done in {seconds:.1f} s; folded voxels {folding:.3f} %.").format(
+            seconds=quality["elapsedS"], folding=100.0 * quality["foldingFraction"]
+        )
+        if "meanDice" in quality:
+            summary += " " + _("Mean Dice {dice:.3f}.").format(dice=quality["meanDice"])
+        if "meanTreMm" in quality:
+            summary += " " + _("Mean landmark error {error:.2f} mm.").format(error=quality["meanTreMm"])
+        return summary
 
     def _createWorker(self, parameterNode):
-        """The MedAICommonLib.jobs.WorkerProcess of a transform type; each type's issue adds its own here."""
-        raise NotImplementedError(self.pendingMessage(parameterNode.transformType) or parameterNode.transformType)
+        """The MedAICommonLib.jobs.WorkerProcess that registers the volumes in a separate Python process."""
+        import MedAICommonLib
+        from MedAIRegistrationLib.worker import createRegistrationWorker
+
+        nodes = {
+            "fixedVolume": parameterNode.fixedVolume,
+            "movingVolume": parameterNode.movingVolume,
+            "fixedLabels": parameterNode.fixedLabels,
+            "movingLabels": parameterNode.movingLabels,
+            "fixedLandmarks": parameterNode.fixedLandmarks,
+            "movingLandmarks": parameterNode.movingLandmarks,
+        }
+        settings = {
+            "transformType": parameterNode.transformType,
+            "metric": parameterNode.metric,
+            "createResampledVolume": parameterNode.outputVolume is not None,
+        }
+        # Both Lib packages must be importable in the child (PythonSlicer does not load the modules).
+        pythonPaths = [os.path.dirname(__file__), os.path.dirname(os.path.dirname(MedAICommonLib.__file__))]
+        return createRegistrationWorker(nodes, settings, pythonPaths)
 
 
 #
@@ -298,6 +330,8 @@ class MedAIRegistrationTest(ScriptedLoadableModuleTest):
         self.test_SamplePairGeometry()
         self.setUp()
         self.test_PendingTransformsSayWhy()
+        self.setUp()
+        self.test_RegisterShiftedSlice()
 
     def test_SamplePairGeometry(self):
         """MNI152 and Colin27, the registration pair of the examples, load with the grids their manifest documents."""
@@ -323,3 +357,17 @@ class MedAIRegistrationTest(ScriptedLoadableModuleTest):
             self.assertIn(f"#{logic.PENDING_ISSUES[transformType]}", logic.whyCannotRegister(parameterNode))
             with self.assertRaises(MedAIInputError):
                 logic.startRegistration(parameterNode)
+
+    def test_RegisterShiftedSlice(self):
+        """The blocking variant of Apply recovers the (13, 17) mm shift of the ITK 2D pair."""
+        from MedAICommonLib import sampledata
+        from MedAIRegistrationLib.logic import MedAIRegistrationLogic as LibLogic
+
+        fixed = sampledata.loadSampleData(slicer.mrmlScene, "BrainProtonDensitySliceBorder20")
+        moving = sampledata.loadSampleData(slicer.mrmlScene, "BrainProtonDensitySliceShifted13x17y")
+        result = LibLogic().registerVolumes(
+            fixedVolumeNode=fixed, movingVolumeNode=moving, transformType="translation", metric="mse"
+        )
+        shift = [a - b for a, b in zip(result.transform.TransformPoint((100.0, 100.0)), (100.0, 100.0))]
+        self.assertAlmostEqual(shift[0], 13.0, delta=0.05)
+        self.assertAlmostEqual(shift[1], 17.0, delta=0.05)
