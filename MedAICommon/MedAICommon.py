@@ -1,16 +1,19 @@
 """MedAICommon: the hidden module that brings MedAICommonLib into Slicer.
 
 It has no panel. It lists MedAI's sample data in the Sample Data module (category "MedAI") once the
-application has started, and holds :class:`MedAIJobRunner`, the Qt side of the background jobs that
-the MedAI module panels share (Qt code cannot live in MedAICommonLib, which runs without Qt).
+application has started, and holds what the MedAI module panels share on the Qt side (Qt code cannot
+live in MedAICommonLib, which runs without Qt): :class:`MedAIJobRunner`, which drives background jobs,
+and :class:`MedAIPanelMixin`, the parameter-node binding, scene-close handling and Apply/Cancel buttons.
 """
 
 import os
 
 import qt
 import slicer
+import vtk
 from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import *
+from slicer.util import VTKObservationMixin
 
 SAMPLE_DATA_CATEGORY = "MedAI"
 
@@ -97,12 +100,11 @@ def _loadSampleFromButton(source):
 class MedAIJobRunner:
     """Runs one background job for a module panel without freezing it.
 
-    The job is a :class:`MedAICommonLib.jobs.WorkerProcess` (a separate Python process whose stdout
-    carries progress). A ``QTimer`` polls it; while it runs, the button that started it reads "Cancel"
-    and stops it (the worker kills its whole process tree), the progress bar shows its progress and
-    the status label its last message. ``onEnded(status)`` is called with the final
-    :class:`MedAICommonLib.jobs.WorkerStatus` before the worker's scratch folder is removed, so that
-    the module can load the results from it.
+    The job is a :class:`MedAICommonLib.jobs.WorkerProcess` (a Python process) or a
+    :class:`MedAICommonLib.threadjob.ThreadJob` (a thread doing numpy work), polled by a ``QTimer``.
+    While it runs, its button reads "Cancel" (a process tree is killed, a thread stops at its next
+    cancel-token check), the progress bar and status label follow it. ``onEnded(status)`` gets the
+    final ``WorkerStatus`` before the worker's scratch folder is removed.
     """
 
     POLL_INTERVAL_MS = 100
@@ -111,10 +113,9 @@ class MedAIJobRunner:
         self._progressBar = progressBar
         self._statusLabel = statusLabel
         self._onEnded = onEnded
-        self._worker = None
-        self._button = None
-        self._buttonText = ""
-        self._buttonToolTip = ""
+        self._worker = self._button = None
+        self._cancelling = False
+        self._buttonText = self._buttonToolTip = ""
         self._timer = qt.QTimer()
         self._timer.setInterval(self.POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
@@ -135,7 +136,7 @@ class MedAIJobRunner:
         if self.running:
             raise RuntimeError("A MedAI job is already running in this panel.")
         worker.start()
-        self._worker, self._button = worker, button
+        self._worker, self._button, self._cancelling = worker, button, False
         self._buttonText, self._buttonToolTip = button.text, button.toolTip
         button.text = _("Cancel")
         button.toolTip = _("Stop the running job; the scene is left as it was.")
@@ -146,9 +147,11 @@ class MedAIJobRunner:
         self._timer.start()
 
     def cancel(self) -> None:
-        """Kill the running job and every process it started."""
+        """Stop the running job (a thread job ends at its next check; until then the job still runs)."""
         if self._worker is not None:
             self._worker.cancel()
+            self._cancelling = True
+            self._statusLabel.text = _("Cancelling...")
             self._poll()
 
     def close(self) -> None:
@@ -164,7 +167,7 @@ class MedAIJobRunner:
             return
         status = self._worker.poll()
         self._progressBar.value = round(100 * status.fraction)
-        if status.message:
+        if status.message and not self._cancelling:
             self._statusLabel.text = status.message
         if status.finished:
             self._end(status)
@@ -184,6 +187,136 @@ class MedAIJobRunner:
             self._onEnded(status)
         finally:
             worker.close()
+
+
+#
+# MedAIPanelMixin and MedAILogicMixin
+#
+
+
+class MedAIPanelMixin(VTKObservationMixin):
+    """What every MedAI panel's widget does alike: put in a ScriptedLoadableModuleWidget's bases after it.
+
+    Loads the panel, binds the parameter node (each .ui widget names its field in ``SlicerParameterName``),
+    lets go of it when the scene closes, runs one job at a time through :class:`MedAIJobRunner`. The widget's
+    lifecycle methods call the ``*Panel`` methods; it overrides :meth:`onParameterNodeModified` (calling
+    :meth:`updateButtons`) and :meth:`onJobEnded`; its logic has ``getParameterNode`` and ``whyCannotRun``.
+    """
+
+    def initPanel(self) -> None:
+        """Call from the widget's ``__init__``, after ScriptedLoadableModuleWidget's."""
+        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        self.logic = self._parameterNode = self._parameterNodeGuiTag = self._jobRunner = None
+
+    def setupPanel(self, uiPath: str, logic) -> None:
+        """Call from ``setup``: loads ``uiPath``, creates ``self.ui``, the job runner and the scene observers."""
+        uiWidget = slicer.util.loadUI(uiPath)
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged to each node selector.
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = logic
+        self._jobRunner = MedAIJobRunner(self.ui.progressBar, self.ui.statusLabel, self.onJobEnded)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    def cleanupPanel(self) -> None:
+        """Call from ``cleanup``: stops any job and every observer."""
+        self._jobRunner.close()
+        self.removeObservers()
+
+    def exitPanel(self) -> None:
+        """Call from ``exit``: the panel stops following the parameter node until it is entered again."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def sceneStartClosePanel(self) -> None:
+        """Call from ``onSceneStartClose``: a running job would write into nodes about to vanish."""
+        self._jobRunner.cancel()
+        self.setParameterNode(None)
+
+    def sceneEndClosePanel(self) -> None:
+        """Call from ``onSceneEndClose``."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Makes sure a parameter node exists and is shown; picks the first volume as input if none is."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if hasattr(self._parameterNode, "inputVolume") and not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Binds the panel's widgets to ``inputParameterNode`` (None: to nothing) and observes it."""
+        if self._parameterNode:
+            self.exitPanel()
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Called after every parameter change; override to show and hide settings and update the buttons."""
+
+    def onJobEnded(self, status) -> None:
+        """Called when a background job ends; override to put its results into the scene."""
+
+    def updateButtons(self, buttons) -> None:
+        """Enable each ``(button, task, readyToolTip)`` or say why not; during a job only its Cancel is enabled."""
+        for button, task, readyToolTip in buttons:
+            if self._jobRunner.running:
+                button.enabled = self._jobRunner.button is button
+                continue
+            reason = self.logic.whyCannotRun(self._parameterNode, task)
+            button.enabled = not reason
+            button.toolTip = reason or readyToolTip
+
+    def startOrCancel(self, button, startJob, what: str) -> None:
+        """Start the job that ``startJob()`` returns, with ``button`` as its Cancel; cancel it if one runs."""
+        if self._jobRunner.running:
+            self._jobRunner.cancel()
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the {what}.").format(what=what), waitCursor=True):
+            self._jobRunner.start(startJob(), button)
+        self.onParameterNodeModified()
+
+
+class MedAILogicMixin:
+    """What every MedAI module logic does alike: put in a ScriptedLoadableModuleLogic's bases after it.
+
+    ``PENDING_ISSUES``: method or task -> the issue that brings it. ``extra*`` keep on the parameter node
+    (saved with the scene) what no typed field fits: a segment ID, a node of one of several classes.
+    """
+
+    PENDING_ISSUES = {}
+
+    def pendingMessage(self, methodOrTask: str) -> str:
+        """Which issue brings a method or task; empty once it is available."""
+        issue = self.PENDING_ISSUES.get(methodOrTask)
+        if issue is None:
+            return ""
+        return _("The {name} algorithm arrives with issue #{issue}; nothing is computed yet.").format(
+            name=methodOrTask, issue=issue
+        )
+
+    def extraParameter(self, key: str):
+        """The text kept under ``key``, or None."""
+        return ScriptedLoadableModuleLogic.getParameterNode(self).GetParameter(key) or None
+
+    def setExtraParameter(self, key: str, value) -> None:
+        ScriptedLoadableModuleLogic.getParameterNode(self).SetParameter(key, value or "")
+
+    def extraNode(self, role: str):
+        """The node referenced under ``role``, or None."""
+        return ScriptedLoadableModuleLogic.getParameterNode(self).GetNodeReference(role)
+
+    def setExtraNode(self, role: str, node) -> None:
+        ScriptedLoadableModuleLogic.getParameterNode(self).SetNodeReferenceID(role, node.GetID() if node else None)
 
 
 #
