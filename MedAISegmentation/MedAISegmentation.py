@@ -1,15 +1,15 @@
 """MedAI Segmentation: seeded watershed, U-Net models and Segment-Anything-style prompts.
 
 The algorithms live in MedAISegmentationLib (plain Python, no Qt); this file holds the Slicer module:
-metadata, parameter node, panel, the logic adapter that turns the parameter node into Lib calls run
-in a background worker, and the self-test.
+metadata, parameter node, panel, the logic adapter that turns the parameter node into Lib calls (the
+watershed computes in a background thread), and the self-test.
 """
 
 from typing import Annotated
 
 import slicer
-import vtk
 from slicer import (
+    vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLMarkupsROINode,
     vtkMRMLScalarVolumeNode,
@@ -19,24 +19,30 @@ from slicer import (
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
 
-from MedAICommon import MedAIJobRunner
+from MedAICommon import MedAILogicMixin, MedAIPanelMixin
+from MedAICommonLib import sampledata
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
+from MedAICommonLib.threadjob import ThreadJob
+from MedAISegmentationLib.logic import MedAISegmentationLogic as LibLogic
 
 SEGMENTATION_METHODS = ["watershed", "model", "prompt"]
 DEVICES = ["auto", "cpu", "cuda"]
-
-#
-# MedAISegmentation
-#
+THRESHOLD_METHODS = ["adaptive", "otsu", "value"]
+LANDSCAPES = ["distance", "gradient"]
+OUTPUT_TYPES = ["segmentation", "labelmap"]
+# Panel selectors whose value no typed field fits: segment selectors (segment ID) and node selectors of two classes.
+EXTRA_SELECTORS = [
+    ("foregroundSegmentSelector", "foregroundSegmentId"),
+    ("backgroundSegmentSelector", "backgroundSegmentId"),
+    ("referenceSelector", "evaluationReference"),
+    ("predictionSelector", "evaluationPrediction"),
+]
 
 
 class MedAISegmentation(ScriptedLoadableModule):
-    """Uses ScriptedLoadableModule base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
+    """The module's metadata (ScriptedLoadableModule)."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -55,82 +61,69 @@ Built on MONAI, PyTorch and SimpleITK. LiteMedSAM weights come from the medsam-l
 """)
 
 
-#
-# MedAISegmentationParameterNode
-#
-
-
 @parameterNodeWrapper
 class MedAISegmentationParameterNode:
-    """The settings of the Segmentation panel, saved with the scene.
+    """The settings of the Segmentation panel, saved with the scene (see the .ui tooltips).
 
-    Manual watershed seeds: one object per segment or point (none: automatic seeds). minSeedDistanceMm 0
-    picks the distance from the estimated object size; smoothingMm 0 turns smoothing off. Prompts and outputs
-    are in RAS, outputs on the input's grid.
+    minSeedDistanceMm 0: automatic; seedDepthMm 0: off; smoothingMm counts when autoSmoothing is off.
+    Segment IDs and the evaluation's reference and prediction are kept by the logic's ``extra*`` methods.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     method: Annotated[str, Choice(SEGMENTATION_METHODS)] = "watershed"
-    seedsSegmentation: vtkMRMLSegmentationNode
-    seedsMarkups: vtkMRMLMarkupsFiducialNode
-    autoThreshold: bool = True
+    thresholdMethod: Annotated[str, Choice(THRESHOLD_METHODS)] = "adaptive"
     threshold: Annotated[float, WithinRange(-100000.0, 100000.0)] = 0.0
+    darkObjects: bool = False
+    autoSmoothing: bool = True
+    smoothingMm: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
     minSeedDistanceMm: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
-    smoothingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
+    seedDepthMm: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
+    landscape: Annotated[str, Choice(LANDSCAPES)] = "distance"
+    foregroundSegmentation: vtkMRMLSegmentationNode
+    seedsSegmentation: vtkMRMLSegmentationNode
+    useBackgroundSegment: bool = False
+    seedsMarkups: vtkMRMLMarkupsFiducialNode
+    backgroundMarkups: vtkMRMLMarkupsFiducialNode
     modelId: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"
     promptBox: vtkMRMLMarkupsROINode
     promptPoints: vtkMRMLMarkupsFiducialNode
+    outputType: Annotated[str, Choice(OUTPUT_TYPES)] = "segmentation"
     outputSegmentation: vtkMRMLSegmentationNode
+    outputLabelMap: vtkMRMLLabelMapVolumeNode
+    objectTable: vtkMRMLTableNode
     outputProbabilityVolume: vtkMRMLScalarVolumeNode
-    referenceSegmentation: vtkMRMLSegmentationNode
-    predictionSegmentation: vtkMRMLSegmentationNode
+    instanceLevel: bool = False
+    iouThreshold: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
     evaluationTable: vtkMRMLTableNode
+    instanceTable: vtkMRMLTableNode
 
 
-#
-# MedAISegmentationWidget
-#
-
-
-class MedAISegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Uses ScriptedLoadableModuleWidget base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
+class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
+    """The panel; the plumbing shared by MedAI panels is in MedAICommon.MedAIPanelMixin."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # needed for parameter node observation
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._jobRunner = None
+        self.initPanel()
+        self._updatingGui = False
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedAISegmentation.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged to each node selector.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = MedAISegmentationLogic()
-        self._jobRunner = MedAIJobRunner(self.ui.progressBar, self.ui.statusLabel, self._onJobEnded)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.setupPanel(self.resourcePath("UI/MedAISegmentation.ui"), MedAISegmentationLogic())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
-
-        # Make sure parameter node is initialized (needed for module reload)
+        # What no typed field fits is kept on the parameter node by the logic's extra* methods.
+        for name, key in EXTRA_SELECTORS:
+            selector = getattr(self.ui, name)
+            signal = "currentSegmentChanged(QString)" if "Segment" in name else "currentNodeChanged(vtkMRMLNode*)"
+            selector.connect(signal, lambda value, s=selector, k=key: self._keep(s, k, value))
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self._jobRunner.close()
-        self.removeObservers()
+        self.cleanupPanel()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
@@ -138,175 +131,212 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def exit(self) -> None:
         """Called each time the user opens a different module."""
-        # Do not react to parameter node changes (GUI will be updated when the user enters into the module)
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self.exitPanel()
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: a running job would write into nodes about to vanish."""
-        self._jobRunner.cancel()
-        self.setParameterNode(None)
+        self.sceneStartClosePanel()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+        self.sceneEndClosePanel()
 
-    def initializeParameterNode(self) -> None:
-        """Called on setup, enter and scene close: makes sure a parameter node exists and is shown."""
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        """Called when the parameter node is replaced: binds the panel's widgets to it and observes it."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Each widget of the .ui names its parameter in the "SlicerParameterName" dynamic property.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._onParameterNodeModified()
-
-    def _onParameterNodeModified(self, caller=None, event=None) -> None:
-        """Called after every parameter change: shows the chosen method's settings and updates the buttons."""
-        if self._parameterNode:
-            method = self._parameterNode.method
-            self.ui.watershedCollapsibleButton.visible = method == "watershed"
-            self.ui.modelCollapsibleButton.visible = method in ("model", "prompt")
-            self.ui.promptCollapsibleButton.visible = method == "prompt"
-            self.ui.thresholdSpinBox.enabled = not self._parameterNode.autoThreshold
-        self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        """Enables Apply and Evaluate, or says on their tooltips (and the status line) why they are disabled."""
-        buttons = (
-            (self.ui.applyButton, "segmentation", _("Segment the input volume.")),
-            (self.ui.evaluateButton, "evaluation", _("Compare the prediction with the reference.")),
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Called after every parameter change: shows the settings that apply and updates the buttons."""
+        parameters = self._parameterNode
+        if parameters and not self._updatingGui:
+            self._updatingGui = True
+            try:
+                self._showParameters(parameters)
+            finally:
+                self._updatingGui = False
+        self.updateButtons(
+            (
+                (self.ui.applyButton, "segmentation", _("Segment the input volume.")),
+                (self.ui.evaluateButton, "evaluation", _("Compare the prediction with the reference.")),
+            )
         )
-        for button, task, readyToolTip in buttons:
-            if self._jobRunner.running:
-                # The running job's button is its Cancel button; the other waits for it.
-                button.enabled = self._jobRunner.button is button
-                continue
-            reason = self.logic.whyCannotRun(self._parameterNode, task)
-            button.enabled = not reason
-            button.toolTip = reason or readyToolTip
-        pending = self.logic.pendingMessage(self._parameterNode.method) if self._parameterNode else ""
+        pending = self.logic.pendingMessage(parameters.method) if parameters else ""
         if pending and not self._jobRunner.running:
             self.ui.statusLabel.text = pending
 
+    def _showParameters(self, parameters) -> None:
+        method = parameters.method
+        self.ui.watershedCollapsibleButton.visible = method == "watershed"
+        self.ui.modelCollapsibleButton.visible = method in ("model", "prompt")
+        self.ui.promptCollapsibleButton.visible = method == "prompt"
+        thresholded = not parameters.foregroundSegmentation
+        self.ui.thresholdMethodComboBox.enabled = thresholded
+        self.ui.thresholdSpinBox.enabled = thresholded and parameters.thresholdMethod == "value"
+        self.ui.smoothingSpinBox.enabled = not parameters.autoSmoothing
+        self.ui.minSeedDistanceSpinBox.enabled = parameters.seedDepthMm == 0
+        self.ui.outputSegmentationSelector.enabled = parameters.outputType == "segmentation"
+        self.ui.outputLabelMapSelector.enabled = parameters.outputType == "labelmap"
+        self.ui.iouThresholdSpinBox.enabled = parameters.instanceLevel
+        self.ui.useBackgroundSegmentCheckBox.enabled = bool(parameters.seedsSegmentation)
+        background = parameters.seedsSegmentation if parameters.useBackgroundSegment else None
+        segmentations = {"foregroundSegmentId": parameters.foregroundSegmentation, "backgroundSegmentId": background}
+        for name, key in EXTRA_SELECTORS:
+            selector, segmentation = getattr(self.ui, name), segmentations.get(key)
+            selector.setCurrentNode(self.logic.extraNode(key) if key.startswith("evaluation") else segmentation)
+            if segmentation is not None and self.logic.extraParameter(key):
+                selector.setCurrentSegmentID(self.logic.extraParameter(key))
+        self.ui.foregroundSegmentSelector.enabled = bool(parameters.foregroundSegmentation)
+        self.ui.backgroundSegmentSelector.enabled = bool(background)
+
+    def _keep(self, selector, key: str, value) -> None:
+        """Called when the user picks a segment, the reference or the prediction: keeps it on the parameter node."""
+        if self._updatingGui or not self._parameterNode:
+            return
+        if isinstance(value, str):
+            if selector.currentNode():  # no segmentation: nothing to remember
+                self.logic.setExtraParameter(key, value)
+        else:
+            self.logic.setExtraNode(key, value)
+
     def onApplyButton(self) -> None:
-        """Called when the user clicks Apply; while a job runs, the same button cancels it."""
-        self._startOrCancel(self.ui.applyButton, "segmentation")
+        """Called when the user clicks Apply; while the watershed runs, the same button cancels it."""
+        self.startOrCancel(
+            self.ui.applyButton, lambda: self.logic.startJob(self._parameterNode, "segmentation"), _("segmentation")
+        )
 
     def onEvaluateButton(self) -> None:
-        """Called when the user clicks Evaluate; while a job runs, the same button cancels it."""
-        self._startOrCancel(self.ui.evaluateButton, "evaluation")
+        """Called when the user clicks Evaluate: compares in the main thread (seconds on typical data)."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the prediction."), waitCursor=True):
+            self.ui.statusLabel.text = self.logic.evaluationSummary(self.logic.evaluate(self._parameterNode))
 
-    def _startOrCancel(self, button, task: str) -> None:
-        if self._jobRunner.running:
-            self._jobRunner.cancel()
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the {task}.").format(task=task), waitCursor=True):
-            self._jobRunner.start(self.logic.startJob(self._parameterNode, task), button)
-        self._checkCanApply()
-
-    def _onJobEnded(self, status) -> None:
-        """Called when a background job ends: puts its results into the output nodes."""
+    def onJobEnded(self, status) -> None:
+        """Called when the watershed ends: adds its output and table to the scene and shows them."""
         if status.state == WorkerState.COMPLETED:
-            with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
-                self.logic.finishJob(self._parameterNode, status.result)
-                self.ui.statusLabel.text = _("Done.")
-        self._checkCanApply()
+            with slicer.util.tryWithErrorDisplay(_("Failed to add the results to the scene."), waitCursor=True):
+                output = self.logic.finishJob(self._parameterNode, status.result)
+                if output.outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                    slicer.util.setSliceViewerLayers(label=output.outputNode)
+                self.ui.statusLabel.text = self.logic.watershedSummary(output)
+        self.onParameterNodeModified()
 
 
-#
-# MedAISegmentationLogic
-#
+class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLogic):
+    """The Lib's logic (``runWatershed``, ``prepareWatershed``, ``evaluateSegmentation``) plus parameter-node adapters.
 
-
-class MedAISegmentationLogic(ScriptedLoadableModuleLogic):
-    """Turns the parameter node into MedAISegmentationLib calls, run in a background worker.
-
-    No algorithm lives here. Uses ScriptedLoadableModuleLogic base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    Console: ``MedAISegmentationLogic().runWatershed(inputVolumeNode=volume)``. No algorithm lives here.
     """
 
-    # The issue that brings each method (and the evaluation); an entry leaves when its algorithm lands in the Lib.
-    PENDING_ISSUES = {"watershed": 3, "model": 4, "prompt": 5, "evaluation": 3}
-
-    def __init__(self) -> None:
-        """Called when the logic class is instantiated. Can be used for initializing member variables."""
-        ScriptedLoadableModuleLogic.__init__(self)
+    # The issue that brings each method; an entry leaves when its algorithm lands in the Lib.
+    PENDING_ISSUES = {"model": 4, "prompt": 5}
 
     def getParameterNode(self):
         return MedAISegmentationParameterNode(super().getParameterNode())
-
-    def pendingMessage(self, methodOrTask: str) -> str:
-        """Which issue brings a method (or "evaluation"); empty once it is available."""
-        issue = self.PENDING_ISSUES.get(methodOrTask)
-        if issue is None:
-            return ""
-        return _("The {name} algorithm arrives with issue #{issue}; nothing is computed yet.").format(
-            name=methodOrTask, issue=issue
-        )
 
     def whyCannotRun(self, parameterNode, task: str) -> str:
         """The first thing that stops ``task`` ("segmentation" or "evaluation"), in the user's words; empty if none."""
         if parameterNode is None:
             return _("The module has no parameter node yet.")
-        pending = self.pendingMessage(parameterNode.method if task == "segmentation" else task)
+        if task == "evaluation":
+            ready = self.extraNode("evaluationReference") and self.extraNode("evaluationPrediction")
+            return "" if ready else _("Select a reference and a prediction (segmentation or label map).")
+        pending = self.pendingMessage(parameterNode.method)
         if pending:
             return pending
-        if task == "evaluation":
-            ready = parameterNode.referenceSegmentation and parameterNode.predictionSegmentation
-            return "" if ready else _("Select a reference and a prediction segmentation.")
         if not parameterNode.inputVolume:
             return _("Select an input volume.")
-        if parameterNode.method == "model" and not parameterNode.modelId.strip():
-            return _("Enter a model id, or the path of a model file or folder.")
-        if parameterNode.method == "prompt" and not (parameterNode.promptBox or parameterNode.promptPoints):
-            return _("Place a box or points on the structure to segment.")
+        if parameterNode.backgroundMarkups and not (parameterNode.seedsSegmentation or parameterNode.seedsMarkups):
+            return _("Background points need object seeds: select seed segments or seed points.")
         return ""
 
-    def startJob(self, parameterNode, task: str):
-        """Check the parameters and return the worker (not started yet) that runs ``task``.
+    def watershedArguments(self, parameterNode) -> dict:
+        """The keyword arguments of ``runWatershed``/``prepareWatershed`` that the panel's settings give."""
+        p = parameterNode
+        outputNode = p.outputSegmentation if p.outputType == "segmentation" else p.outputLabelMap
+        return {
+            "inputVolumeNode": p.inputVolume,
+            "threshold": p.threshold if p.thresholdMethod == "value" else p.thresholdMethod,
+            "smoothingMm": None if p.autoSmoothing else p.smoothingMm,
+            "minSeedDistanceMm": p.minSeedDistanceMm or None,
+            "seedDepthMm": p.seedDepthMm or None,
+            "landscape": p.landscape,
+            "darkObjects": p.darkObjects,
+            "foregroundSegmentationNode": p.foregroundSegmentation,
+            "foregroundSegmentId": self._segmentIdIn(p.foregroundSegmentation, "foregroundSegmentId"),
+            "seedSegmentationNode": p.seedsSegmentation,
+            "seedMarkupsNode": p.seedsMarkups,
+            "backgroundSegmentId": self._segmentIdIn(p.seedsSegmentation, "backgroundSegmentId")
+            if p.useBackgroundSegment
+            else None,
+            "backgroundMarkupsNode": p.backgroundMarkups,
+            "outputType": p.outputType,
+            "outputNode": outputNode,
+            "tableNode": p.objectTable,
+        }
+
+    def _segmentIdIn(self, segmentationNode, key: str):
+        """The kept segment ID if ``segmentationNode`` has it; None (all segments, or no background) otherwise."""
+        segmentId = self.extraParameter(key)
+        if segmentationNode is None or not segmentId or not segmentationNode.GetSegmentation().GetSegment(segmentId):
+            return None
+        return segmentId
+
+    def startJob(self, parameterNode, task: str = "segmentation") -> ThreadJob:
+        """Check the inputs and read the voxels (main thread); return the not yet started thread that computes.
 
         Raises:
-            MedAIInputError: the method is not available yet, or an input is missing.
+            MedAIInputError: the method is not available yet, or an input is missing or unsuitable.
         """
         reason = self.whyCannotRun(parameterNode, task)
         if reason:
             raise MedAIInputError(reason)
-        return self._createWorker(parameterNode.method if task == "segmentation" else task, parameterNode)
+        if task != "segmentation" or parameterNode.method != "watershed":
+            raise NotImplementedError(f"No background job for {task} with {parameterNode.method}.")
+        job = self.prepareWatershed(**self.watershedArguments(parameterNode))
 
-    def finishJob(self, parameterNode, result) -> None:
-        """Put what a finished worker reported (``MEDAI_RESULT``) into the output nodes."""
-        raise NotImplementedError(_("No MedAI Segmentation task can produce results yet."))
+        def compute(progress, cancelToken):
+            job.compute(progress, cancelToken)  # numpy only: no Qt, no MRML in this thread
+            return job
 
-    def _createWorker(self, methodOrTask: str, parameterNode):
-        """The MedAICommonLib.jobs.WorkerProcess of a method or task; each one's issue adds its own here."""
-        raise NotImplementedError(self.pendingMessage(methodOrTask) or methodOrTask)
+        return ThreadJob(compute, name="MedAI watershed")
 
+    def finishJob(self, parameterNode, job):
+        """Add a computed watershed's output and table to the scene (main thread); select them in the panel."""
+        output = job.createNodes()
+        output.outputNode.CreateDefaultDisplayNodes()
+        if parameterNode is not None:
+            isSegmentation = output.outputNode.IsA("vtkMRMLSegmentationNode")
+            setattr(parameterNode, "outputSegmentation" if isSegmentation else "outputLabelMap", output.outputNode)
+            parameterNode.objectTable = output.tableNode or parameterNode.objectTable
+        return output
 
-#
-# MedAISegmentationTest
-#
+    def evaluate(self, parameterNode):
+        """``evaluateSegmentation`` with the panel's settings; the tables it fills are selected in the panel."""
+        p = parameterNode
+        output = self.evaluateSegmentation(
+            self.extraNode("evaluationReference"),
+            self.extraNode("evaluationPrediction"),
+            instanceLevel=p.instanceLevel,
+            iouThreshold=p.iouThreshold,
+            tableNode=p.evaluationTable,
+        )
+        p.evaluationTable = output.tableNode
+        if output.instanceTableNode is not None:
+            p.instanceTable = output.instanceTableNode
+        return output
+
+    def watershedSummary(self, output) -> str:
+        return _("{count} objects found (estimated object radius {radius:.2f} mm).").format(
+            count=output.objectCount, radius=output.objectRadiusMm
+        )
+
+    def evaluationSummary(self, output) -> str:
+        dice = [row["dice"] for row in output.segments if row["dice"] == row["dice"]]  # NaN: undefined
+        text = _("{count} segments compared; mean Dice {dice:.3f}.").format(
+            count=len(output.segments), dice=sum(dice) / len(dice) if dice else float("nan")
+        )
+        if output.instances:
+            text += _(" Objects: {matched} of {reference_count} matched, F1 {f1:.3f}.").format(**output.instances)
+        return text
 
 
 class MedAISegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test, run inside Slicer (the pytest suite covers MedAISegmentationLib without the application).
-
-    Uses ScriptedLoadableModuleTest base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
+    """Self-test, run inside Slicer (the pytest suite covers MedAISegmentationLib without the application)."""
 
     def setUp(self):
         """Called before each test: starts from an empty scene."""
@@ -314,31 +344,51 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         """Called by the Reload and Test button and by ctest."""
-        self.setUp()
-        self.test_SampleImageGeometry()
-        self.setUp()
-        self.test_PendingTasksSayWhy()
+        for test in (self.test_WatershedAndEvaluation, self.test_PanelRunsWatershedInThread, self.test_PendingSayWhy):
+            self.setUp()
+            test()
 
-    def test_SampleImageGeometry(self):
-        """The 2D nuclei image loads as a one-slice volume with the size and spacing its manifest documents."""
-        from MedAICommonLib import sampledata
-
-        info = sampledata.sampleDataInfo("NucleiImage2D")
+    def test_WatershedAndEvaluation(self):
+        """Console use: the nuclei image splits into about as many objects as its reference mask holds (125)."""
+        logic = MedAISegmentationLogic()
         volumeNode = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
-        self.assertEqual(list(volumeNode.GetImageData().GetDimensions()), info["size"])
-        self.assertEqual(info["size"][2], 1)
-        for spacing, expected in zip(volumeNode.GetSpacing(), info["spacingMm"]):
-            self.assertAlmostEqual(spacing, expected, places=4)
+        output = logic.runWatershed(inputVolumeNode=volumeNode)
+        self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)
+        self.assertEqual(output.tableNode.GetNumberOfRows(), output.objectCount)
+        reference = sampledata.loadSampleData(slicer.mrmlScene, "NucleiMask2D")
+        evaluation = logic.evaluateSegmentation(reference, output.outputNode, instanceLevel=True)
+        self.assertGreater(evaluation.instances["f1"], 0.7)
+        self.assertGreater(evaluation.segments[0]["dice"], 0.8)
 
-    def test_PendingTasksSayWhy(self):
+    def test_PanelRunsWatershedInThread(self):
+        """The panel's settings become a thread job; Cancel leaves the scene as it was, a full run adds the output."""
+        logic = MedAISegmentationLogic()
+        parameterNode = logic.getParameterNode()
+        parameterNode.inputVolume = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
+        parameterNode.outputType = "labelmap"
+        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+        cancelled = logic.startJob(parameterNode, "segmentation")
+        cancelled.start()
+        cancelled.cancel()
+        self.assertTrue(cancelled.wait(60))
+        self.assertEqual(cancelled.poll().state, WorkerState.CANCELLED)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
+        job = logic.startJob(parameterNode, "segmentation")
+        job.start()
+        self.assertTrue(job.wait(60))
+        status = job.poll()
+        self.assertEqual(status.state, WorkerState.COMPLETED, status.errorMessage)
+        output = logic.finishJob(parameterNode, status.result)
+        self.assertIs(parameterNode.outputLabelMap, output.outputNode)
+        self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)
+
+    def test_PendingSayWhy(self):
         """Until its issue lands, a method refuses to start and names the issue that brings it."""
         logic = MedAISegmentationLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.inputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
-        for method in SEGMENTATION_METHODS:
+        for method, issue in logic.PENDING_ISSUES.items():
             parameterNode.method = method
-            if method not in logic.PENDING_ISSUES:
-                continue
-            self.assertIn(f"#{logic.PENDING_ISSUES[method]}", logic.whyCannotRun(parameterNode, "segmentation"))
+            self.assertIn(f"#{issue}", logic.whyCannotRun(parameterNode, "segmentation"))
             with self.assertRaises(MedAIInputError):
                 logic.startJob(parameterNode, "segmentation")
