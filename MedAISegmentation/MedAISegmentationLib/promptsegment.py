@@ -1,0 +1,258 @@
+"""Prompted segmentation of display images: cached embeddings, box and point prompts, 3D propagation.
+
+Works on display images (see :mod:`promptslices`): 2D arrays in Slicer's view orientation with
+their pixel size in mm, already windowed to 0-1. Prompts are display ``(row, col)`` pixel
+coordinates; a box is given by the centres of its first and last pixels (inclusive).
+
+The image embedding (the slow part) is cached by the content of the model input, so a second
+prompt on the same slice (or in the same crop) only runs the fast prompt decoder.
+
+Example::
+
+    model = load_prompt_model()
+    cache = EmbeddingCache()
+    probability = segment_display_image(model, image01, (1.0, 1.0), box_rc=[[40, 50], [90, 120]], cache=cache)
+    mask = probability > 0.5
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from MedAICommonLib.errors import MedAIInputError
+
+from .promptmodels import PromptModel
+from .promptslices import logits_to_display, prompt_region, to_model_frame
+
+__all__ = [
+    "ORIENTATIONS",
+    "EmbeddingCache",
+    "default_cache",
+    "segment_display_image",
+    "box_of_mask",
+    "propagate_through_slices",
+]
+
+# Propagation stops when the object on a slice has shrunk below this many pixels...
+_MIN_OBJECT_PX = 20
+# ... or below this fraction of its area on the previous slice.
+_MIN_AREA_RATIO = 0.1
+
+
+class EmbeddingCache:
+    """Image embeddings by model and model-input content, least recently used dropped first.
+
+    Thread-safe, so a background thread may fill it while the user places prompts.
+
+    Args:
+        max_entries: embeddings kept (LiteMedSAM: 4 MB each).
+    """
+
+    def __init__(self, max_entries: int = 48) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def embedding(self, model: PromptModel, model_input: np.ndarray) -> Any:
+        """The embedding of ``model_input``, computed at most once while it stays in the cache."""
+        key = (f"{model.model_id}@{model.device}", hashlib.blake2b(model_input.tobytes(), digest_size=16).hexdigest())
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]
+        embedding = model.encode(model_input)
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = embedding
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return embedding
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+default_cache = EmbeddingCache()
+"""The cache shared by every call that does not bring its own."""
+
+
+def box_of_mask(mask: np.ndarray) -> np.ndarray | None:
+    """The inclusive ``[[row0, col0], [row1, col1]]`` box of a 2D mask, or None when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return np.array([[rows[0], cols[0]], [rows[-1], cols[-1]]], dtype=float)
+
+
+def _check_prompts(shape, box_rc, points_rc) -> None:
+    rows, cols = shape
+    if box_rc is not None:
+        box = np.asarray(box_rc, dtype=float)
+        if box.shape != (2, 2) or not np.all(np.isfinite(box)):
+            raise MedAIInputError("A box prompt needs two finite corners.")
+        low, high = np.minimum(box[0], box[1]), np.maximum(box[0], box[1])
+        if np.any(high < -0.5) or low[0] > rows - 0.5 or low[1] > cols - 0.5:
+            raise MedAIInputError("The box prompt lies outside the image.")
+    if points_rc is not None and len(points_rc):
+        points = np.asarray(points_rc, dtype=float)
+        outside = (points < -0.5).any(axis=1) | (points[:, 0] > rows - 0.5) | (points[:, 1] > cols - 0.5)
+        if outside.any():
+            raise MedAIInputError(f"{int(outside.sum())} point prompt(s) lie outside the image.")
+
+
+ORIENTATIONS = tuple((transpose, flipRows, flipCols) for transpose in (False, True) for flipRows in (False, True)
+                     for flipCols in (False, True))  # fmt: skip
+"""The eight flips and rotations of a square, as (transpose, flip rows, flip columns) done in that order."""
+
+
+def _orient_image(image: np.ndarray, orientation) -> np.ndarray:
+    transpose, flipRows, flipCols = orientation
+    image = image.T if transpose else image
+    return np.ascontiguousarray(image[:: -1 if flipRows else 1, :: -1 if flipCols else 1])
+
+
+def _unorient_image(image: np.ndarray, orientation) -> np.ndarray:
+    transpose, flipRows, flipCols = orientation
+    image = image[:: -1 if flipRows else 1, :: -1 if flipCols else 1]
+    return np.ascontiguousarray(image.T if transpose else image)
+
+
+def _orient_points(points_rc, shape, orientation) -> np.ndarray | None:
+    if points_rc is None:
+        return None
+    transpose, flipRows, flipCols = orientation
+    points = np.asarray(points_rc, dtype=float).reshape(-1, 2)
+    rows, cols = shape
+    if transpose:
+        points, rows, cols = points[:, ::-1], cols, rows
+    points = points.copy()
+    if flipRows:
+        points[:, 0] = rows - 1 - points[:, 0]
+    if flipCols:
+        points[:, 1] = cols - 1 - points[:, 1]
+    return points
+
+
+def _probability_once(model, image01, spacing_mm, box, points_rc, labels, cache) -> np.ndarray:
+    region = prompt_region(image01.shape, spacing_mm, box)
+    model_input, to_model = to_model_frame(image01, spacing_mm, region, model.input_size)
+    embedding = (cache or default_cache).embedding(model, model_input)
+    box_xy = None if box is None else tuple(np.sort(to_model(box), axis=0).reshape(-1).tolist())
+    points_xy = None if points_rc is None else to_model(points_rc)
+    logits = model.decode(embedding, box=box_xy, points=points_xy, point_labels=labels)
+    back = logits_to_display(logits, spacing_mm, region, image01.shape)
+    return 1.0 / (1.0 + np.exp(-np.clip(back, -50.0, 50.0)))
+
+
+def segment_display_image(
+    model: PromptModel,
+    image01: np.ndarray,
+    spacing_mm,
+    box_rc=None,
+    points_rc=None,
+    point_labels=None,
+    cache: EmbeddingCache | None = None,
+    augment: bool = False,
+) -> np.ndarray:
+    """Probability of the prompted object on a display image.
+
+    Args:
+        model: from :func:`promptmodels.load_prompt_model`.
+        image01: display image (rows, cols), intensities windowed to 0-1.
+        spacing_mm: (row, col) pixel size in mm.
+        box_rc: ``[[row0, col0], [row1, col1]]`` first and last pixel centres, or None.
+        points_rc: (N, 2) display ``(row, col)`` points, or None.
+        point_labels: (N,) 1 inside the object, 0 outside (default all 1).
+        cache: embedding cache (default :data:`default_cache`).
+        augment: average the probabilities over the eight flips and rotations of the image (each
+            mapped back): 8 embeddings per slice, much less sensitive to the in-plane orientation.
+
+    Returns:
+        float32 probabilities (rows, cols); 0 outside the encoded region (a crop around a small box).
+
+    Raises:
+        MedAIInputError: no prompt, or prompts outside the image.
+    """
+    if box_rc is None and (points_rc is None or len(points_rc) == 0):
+        raise MedAIInputError("Give a box or at least one point as a prompt.")
+    _check_prompts(image01.shape, box_rc, points_rc)
+    box = None if box_rc is None else np.sort(np.asarray(box_rc, dtype=float), axis=0)
+    if box is not None:
+        box = np.clip(box, 0, np.array(image01.shape) - 1)
+    points = None if points_rc is None or len(points_rc) == 0 else np.asarray(points_rc, dtype=float)
+    labels = None
+    if points is not None:
+        labels = np.ones(len(points)) if point_labels is None else np.asarray(point_labels, dtype=float)
+    total = np.zeros(image01.shape, dtype=np.float64)
+    orientations = ORIENTATIONS if augment else ORIENTATIONS[:1]
+    for orientation in orientations:
+        spacing = np.asarray(spacing_mm, dtype=float)[::-1] if orientation[0] else np.asarray(spacing_mm, dtype=float)
+        orientedBox = _orient_points(box, image01.shape, orientation)
+        orientedBox = None if orientedBox is None else np.sort(orientedBox, axis=0)
+        probability = _probability_once(
+            model, _orient_image(image01, orientation), spacing, orientedBox,
+            _orient_points(points, image01.shape, orientation), labels, cache,
+        )  # fmt: skip
+        total += _unorient_image(probability, orientation)
+    return (total / len(orientations)).astype(np.float32)
+
+
+def propagate_through_slices(
+    segment_slice: Callable[[int, np.ndarray], np.ndarray],
+    start: int,
+    start_mask: np.ndarray,
+    first: int,
+    last: int,
+    check_cancel: Callable[[], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[int, np.ndarray]:
+    """Masks on the slices around ``start``, each prompted by the box of its neighbour's mask.
+
+    Args:
+        segment_slice: ``segment_slice(index, box_rc) -> mask`` segments one slice.
+        start: index of the prompted slice; start_mask: its mask (rows, cols).
+        first, last: inclusive slice range (the ROI's extent); propagation stops earlier where the
+            object ends (empty, fewer than 20 pixels, or under a tenth of the previous area).
+        check_cancel: called before each slice (raises to stop).
+        progress: ``progress(fraction, message)``.
+
+    Returns:
+        ``{slice index: mask}`` for every slice where the object was found, ``start`` included.
+    """
+    masks = {start: start_mask}
+    total = max(1, last - first)
+    done = 0
+    for step in (-1, 1):
+        previous = start_mask
+        index = start + step
+        while first <= index <= last:
+            if check_cancel:
+                check_cancel()
+            box = box_of_mask(previous)
+            if box is None:
+                break
+            mask = segment_slice(index, box)
+            area, previousArea = int(mask.sum()), int(previous.sum())
+            if area < _MIN_OBJECT_PX or area < _MIN_AREA_RATIO * previousArea:
+                break
+            masks[index] = mask
+            previous = mask
+            index += step
+            done += 1
+            if progress:
+                progress(min(1.0, done / total), f"Slice {index - step}")
+    return masks
