@@ -13,8 +13,11 @@ Submodules (import the one you need; torch and MONAI are only imported inside fu
   displacement-field grids.
 - ``sceneio``: a scene without the desktop app; load and save any node and whole scenes (``.mrml``,
   ``.mrb``). The loaders of each kind live in ``volumeio`` (DICOM series too), ``segmentationio``,
-  ``transformio``, ``markupsio`` and ``tableio``; ``nodeio`` and ``mrmlio`` are their internals.
+  ``transformio``, ``markupsio`` and ``tableio``; ``nodeio`` and ``mrmlio`` are their internals;
+  ``removeNodes`` removes nodes with their display and storage nodes.
 - ``validation``: checks of user input with one clear message.
+- ``resampling``: label maps moved between voxel grids (nearest neighbour, world RAS); grid equality.
+- ``tables``: table nodes filled from Python lists (typed columns with units).
 - ``jobs``: progress callbacks and cancel tokens; the background worker used inside Slicer is in
   ``worker`` (its stdout protocol in ``workerprotocol``, process-tree handling in ``processtree``).
 - ``devices``: ``auto``/``cpu``/``cuda``/``mps`` selection with CPU fallback on out-of-memory.

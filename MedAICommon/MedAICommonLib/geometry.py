@@ -27,6 +27,7 @@ __all__ = [
     "volumeGeometry",
     "sitkImageGeometryLps",
     "ijkToRasFromSitkImage",
+    "sitkImageFromArray",
     "linearTransformToWorld",
 ]
 
@@ -141,6 +142,29 @@ def ijkToRasFromSitkImage(image: Any) -> np.ndarray:
     ijkToLps[:3, :3] = directionLps * spacingMm
     ijkToLps[:3, 3] = originLps
     return LPS_TO_RAS @ ijkToLps
+
+
+def sitkImageFromArray(array: np.ndarray, ijkToRas: Any) -> Any:
+    """A 3D SimpleITK image (LPS geometry) holding a copy of a KJI array on the grid ``ijkToRas``.
+
+    Args:
+        array: voxels in KJI order.
+        ijkToRas: 4x4 IJK-to-RAS matrix of the grid, millimetres.
+
+    Returns:
+        A ``SimpleITK.Image`` with the array's voxel type, spacing, LPS origin and direction.
+
+    Raises:
+        MedAIInputError: the matrix is not an affine matrix without shear.
+    """
+    import SimpleITK as sitk
+
+    spacingMm, directions, originLps = volumeGeometry(LPS_TO_RAS @ np.asarray(ijkToRas, dtype=float))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing(spacingMm.tolist())
+    image.SetOrigin(originLps.tolist())
+    image.SetDirection(directions.ravel().tolist())
+    return image
 
 
 def linearTransformToWorld(node: Any, what: str) -> np.ndarray:

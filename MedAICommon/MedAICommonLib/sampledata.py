@@ -216,7 +216,7 @@ def loadSampleData(scene: Any, name: str, dataDir: str | os.PathLike | None = No
         try:
             _attachColorTable(volumeNode, item["labels"])
         except Exception:
-            scene.RemoveNode(volumeNode)
+            sceneio.removeNodes(scene, [volumeNode])
             raise
     return volumeNode
 

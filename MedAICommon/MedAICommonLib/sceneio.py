@@ -58,6 +58,7 @@ __all__ = [
     "loadScene",
     "saveNode",
     "saveScene",
+    "removeNodes",
     # Defined in volumeio, segmentationio, transformio, markupsio and tableio; importable from here too.
     "loadVolume",
     "loadSegmentation",
@@ -106,6 +107,32 @@ def createScene():
     # holds the references so that they live as long as the scene.
     scene.medaiLogics = logics
     return scene
+
+
+def removeNodes(scene, nodes) -> None:
+    """Remove nodes from a scene together with their display and storage nodes.
+
+    On slicer-core ``RemoveNode`` leaves a node's display and storage nodes behind (in the
+    desktop the modules' logics remove them), so a failed operation that only removed what it
+    added would still change the scene.
+
+    Args:
+        scene: the ``vtkMRMLScene``.
+        nodes: the nodes to remove; None items and nodes no longer in the scene are skipped.
+    """
+    for node in nodes:
+        if node is None:
+            continue
+        helpers = []
+        for countMethod, nthMethod in (
+            ("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
+            ("GetNumberOfStorageNodes", "GetNthStorageNode"),
+        ):
+            if hasattr(node, countMethod):
+                helpers += [getattr(node, nthMethod)(index) for index in range(getattr(node, countMethod)())]
+        for helper in [*helpers, node]:
+            if helper is not None and scene.IsNodePresent(helper):
+                scene.RemoveNode(helper)
 
 
 def loadNode(scene, path, name: str | None = None):

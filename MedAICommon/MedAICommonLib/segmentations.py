@@ -112,7 +112,9 @@ def _importSegments(scene: Any, labelmapNode: Any, segments: list[SegmentInfo], 
         segmentIdsByValue.SetValue(segment.labelValue - 1, segmentId)
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     if segments and not logic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode, segmentIdsByValue):
-        scene.RemoveNode(segmentationNode)
+        from .sceneio import removeNodes  # lazily, like slicer: this module imports without slicer-core
+
+        removeNodes(scene, [segmentationNode])
         raise RuntimeError(f"Slicer could not import the label map into segmentation '{name}'.")
     return segmentationNode
 

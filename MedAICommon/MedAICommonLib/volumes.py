@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MedAIInputError
-from .geometry import LPS_TO_RAS, ijkToRasFromSitkImage, linearTransformToWorld, volumeGeometry
+from .geometry import LPS_TO_RAS, ijkToRasFromSitkImage, linearTransformToWorld, sitkImageFromArray, volumeGeometry
+from .resampling import sameGrid
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK
@@ -211,15 +212,7 @@ def sitkImageFromVolume(volumeNode: Any) -> SimpleITK.Image:
         MedAIInputError: not a scalar volume, non-linear parent transform, or a transform
             that shears the grid.
     """
-    import SimpleITK as sitk
-
-    array = arrayFromVolume(volumeNode)
-    spacingMm, directions, originLps = volumeGeometry(LPS_TO_RAS @ ijkToRasFromVolume(volumeNode))
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacingMm.tolist())
-    image.SetOrigin(originLps.tolist())
-    image.SetDirection(directions.ravel().tolist())
-    return image
+    return sitkImageFromArray(arrayFromVolume(volumeNode), ijkToRasFromVolume(volumeNode))
 
 
 def createVolumeFromSitkImage(scene: Any, image: SimpleITK.Image, name: str, labelmap: bool = False) -> Any:
@@ -337,8 +330,5 @@ def sameGeometry(volumeNodeA: Any, volumeNodeB: Any, toleranceMm: float = 1e-4) 
         if not isinstance(volumeNode, slicer.vtkMRMLVolumeNode) or volumeNode.GetImageData() is None:
             raise MedAIInputError(f"sameGeometry needs two volume nodes with voxels, got {type(volumeNode).__name__}.")
         dimensions.append(tuple(volumeNode.GetImageData().GetDimensions()))
-    if dimensions[0] != dimensions[1]:
-        return False
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in dimensions[0]], [1], indexing="ij")).reshape(4, -1)
-    distances = (ijkToRasFromVolume(volumeNodeA) - ijkToRasFromVolume(volumeNodeB)) @ corners
-    return bool(np.max(np.linalg.norm(distances[:3], axis=0)) <= toleranceMm)
+    shapes = [dimension[::-1] for dimension in dimensions]
+    return sameGrid(shapes[0], ijkToRasFromVolume(volumeNodeA), shapes[1], ijkToRasFromVolume(volumeNodeB), toleranceMm)
