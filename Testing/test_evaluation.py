@@ -12,11 +12,12 @@ from monai.metrics import ConfusionMatrixMetric, DiceMetric, HausdorffDistanceMe
 
 from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
 from MedAICommonLib.jobs import CancelToken
+from MedAICommonLib.resampling import resampleLabelsNearest
 from MedAICommonLib.sampledata import loadSampleData
 from MedAICommonLib.segmentations import SegmentInfo, createSegmentationFromLabelmap, labelmapFromSegmentation
 from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray
 from MedAISegmentationLib import evaluation
-from MedAISegmentationLib.logic import MedAISegmentationLogic, resampleLabelsNearest
+from MedAISegmentationLib.logic import MedAISegmentationLogic
 
 SPACING_KJI = (3.0, 2.0, 2.0)
 

@@ -8,12 +8,13 @@ from scipy import ndimage
 
 from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
 from MedAICommonLib.jobs import CancelToken
+from MedAICommonLib.resampling import resampleLabelsNearest
 from MedAICommonLib.sampledata import loadSampleData
 from MedAICommonLib.segmentations import SegmentInfo, createSegmentationFromLabelmap, labelmapFromSegmentation
 from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray, ijkToRasFromVolume, sameGeometry
 from MedAISegmentationLib import watershed
 from MedAISegmentationLib.evaluation import instance_metrics, segment_metrics
-from MedAISegmentationLib.logic import MedAISegmentationLogic, resampleLabelsNearest
+from MedAISegmentationLib.logic import MedAISegmentationLogic
 
 
 @pytest.fixture
@@ -392,7 +393,7 @@ def test_command_line_bad_input_writes_nothing(tmp_path):
 
 def test_failure_after_node_creation_removes_every_helper_node(scene, logic, monkeypatch):
     """A failure while adding the outputs (here: the table) removes the output and its display nodes too."""
-    import MedAISegmentationLib.logic as logicModule
+    from MedAISegmentationLib import watershedoutput
 
     imageNode = _volume(scene, _nucleiCrop(scene))
     nodesBefore = _nodeIds(scene)
@@ -400,7 +401,7 @@ def test_failure_after_node_creation_removes_every_helper_node(scene, logic, mon
     def brokenTable(tableNode, columns):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(logicModule, "_fillTable", brokenTable)
+    monkeypatch.setattr(watershedoutput, "fillTable", brokenTable)
     with pytest.raises(RuntimeError, match="disk full"):
         logic.runWatershed(imageNode)
     assert _nodeIds(scene) == nodesBefore
