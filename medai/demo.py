@@ -345,8 +345,9 @@ def _headCt(context: DemoContext) -> None:
 
 def _movedRas(transform, pointRas) -> np.ndarray:
     """Where a fixed RAS point lies in the moving image, by a resampling transform in LPS."""
-    flip = np.array([-1.0, -1.0, 1.0])
-    return np.array(transform.TransformPoint((np.asarray(pointRas) * flip).tolist())) * flip
+    from MedAICommonLib.geometry import lpsToRas, rasToLps
+
+    return lpsToRas(transform.TransformPoint(rasToLps(pointRas).tolist()))
 
 
 def _addLandmarks(scene, name: str, pointsRas) -> Any:
