@@ -81,7 +81,6 @@ class MedAISegmentationParameterNode:
     landscape: Annotated[str, Choice(LANDSCAPES)] = "distance"
     foregroundSegmentation: vtkMRMLSegmentationNode
     seedsSegmentation: vtkMRMLSegmentationNode
-    useBackgroundSegment: bool = False
     seedsMarkups: vtkMRMLMarkupsFiducialNode
     backgroundMarkups: vtkMRMLMarkupsFiducialNode
     modelId: str = ""
@@ -173,14 +172,16 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         self.ui.outputSegmentationSelector.enabled = parameters.outputType == "segmentation"
         self.ui.outputLabelMapSelector.enabled = parameters.outputType == "labelmap"
         self.ui.iouThresholdSpinBox.enabled = parameters.instanceLevel
-        self.ui.useBackgroundSegmentCheckBox.enabled = bool(parameters.seedsSegmentation)
-        background = parameters.seedsSegmentation if parameters.useBackgroundSegment else None
+        background = parameters.seedsSegmentation
         segmentations = {"foregroundSegmentId": parameters.foregroundSegmentation, "backgroundSegmentId": background}
         for name, key in EXTRA_SELECTORS:
             selector, segmentation = getattr(self.ui, name), segmentations.get(key)
             selector.setCurrentNode(self.logic.extraNode(key) if key.startswith("evaluation") else segmentation)
-            if segmentation is not None and self.logic.extraParameter(key):
-                selector.setCurrentSegmentID(self.logic.extraParameter(key))
+            if segmentation is not None:
+                selector.setCurrentSegmentID(self.logic.extraParameter(key) or "")
+                # The selector falls back on the first segment when the kept one is gone: keep what it shows.
+                if (selector.currentSegmentID() or None) != self.logic.extraParameter(key):
+                    self.logic.setExtraParameter(key, selector.currentSegmentID())
         self.ui.foregroundSegmentSelector.enabled = bool(parameters.foregroundSegmentation)
         self.ui.backgroundSegmentSelector.enabled = bool(background)
 
@@ -193,6 +194,7 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
                 self.logic.setExtraParameter(key, value)
         else:
             self.logic.setExtraNode(key, value)
+        self.onParameterNodeModified()
 
     def onApplyButton(self) -> None:
         """Called when the user clicks Apply; while the watershed runs, the same button cancels it."""
@@ -260,9 +262,7 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
             "foregroundSegmentId": self._segmentIdIn(p.foregroundSegmentation, "foregroundSegmentId"),
             "seedSegmentationNode": p.seedsSegmentation,
             "seedMarkupsNode": p.seedsMarkups,
-            "backgroundSegmentId": self._segmentIdIn(p.seedsSegmentation, "backgroundSegmentId")
-            if p.useBackgroundSegment
-            else None,
+            "backgroundSegmentId": self._segmentIdIn(p.seedsSegmentation, "backgroundSegmentId"),
             "backgroundMarkupsNode": p.backgroundMarkups,
             "outputType": p.outputType,
             "outputNode": outputNode,
