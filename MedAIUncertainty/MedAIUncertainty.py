@@ -8,14 +8,12 @@ in a background worker, and the self-test.
 from typing import Annotated
 
 import slicer
-import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
 
-from MedAICommon import MedAIJobRunner
+from MedAICommon import MedAILogicMixin, MedAIPanelMixin
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
 
@@ -86,44 +84,25 @@ class MedAIUncertaintyParameterNode:
 #
 
 
-class MedAIUncertaintyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Uses ScriptedLoadableModuleWidget base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
+class MedAIUncertaintyWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
+    """The panel; the plumbing shared by MedAI panels is in MedAICommon.MedAIPanelMixin."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # needed for parameter node observation
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._jobRunner = None
+        self.initPanel()
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedAIUncertainty.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged to each node selector.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = MedAIUncertaintyLogic()
-        self._jobRunner = MedAIJobRunner(self.ui.progressBar, self.ui.statusLabel, self._onJobEnded)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.setupPanel(self.resourcePath("UI/MedAIUncertainty.ui"), MedAIUncertaintyLogic())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.explainButton.connect("clicked(bool)", self.onExplainButton)
-
-        # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self._jobRunner.close()
-        self.removeObservers()
+        self.cleanupPanel()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
@@ -131,89 +110,46 @@ class MedAIUncertaintyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self) -> None:
         """Called each time the user opens a different module."""
-        # Do not react to parameter node changes (GUI will be updated when the user enters into the module)
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self.exitPanel()
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: a running job would write into nodes about to vanish."""
-        self._jobRunner.cancel()
-        self.setParameterNode(None)
+        self.sceneStartClosePanel()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+        self.sceneEndClosePanel()
 
-    def initializeParameterNode(self) -> None:
-        """Called on setup, enter and scene close: makes sure a parameter node exists and is shown."""
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        """Called when the parameter node is replaced: binds the panel's widgets to it and observes it."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Each widget of the .ui names its parameter in the "SlicerParameterName" dynamic property.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
         """Called after every parameter change: enables both buttons, or says on their tooltips why not."""
-        buttons = (
+        self.updateButtons(
             (
-                self.ui.applyButton,
-                _("Run the model several times and measure where it disagrees."),
-                self.logic.whyCannotRun(self._parameterNode, "uncertainty"),
-            ),
-            (
-                self.ui.explainButton,
-                _("Show what the model looked at for the target label."),
-                self.logic.whyCannotRun(self._parameterNode, "saliency"),
-            ),
+                (self.ui.applyButton, "uncertainty", _("Run the model several times and measure where it disagrees.")),
+                (self.ui.explainButton, "saliency", _("Show what the model looked at for the target label.")),
+            )
         )
-        for button, readyToolTip, reason in buttons:
-            if self._jobRunner.running:
-                # The running job's button is its Cancel button; the other waits for it.
-                button.enabled = self._jobRunner.button is button
-                continue
-            button.enabled = not reason
-            button.toolTip = reason or readyToolTip
         if not self._jobRunner.running and self.logic.pendingMessage("uncertainty"):
             self.ui.statusLabel.text = self.logic.pendingMessage("uncertainty")
 
     def onApplyButton(self) -> None:
         """Called when the user clicks Estimate uncertainty; while it runs, the same button cancels it."""
-        self._startOrCancel(self.ui.applyButton, "uncertainty")
+        self.startOrCancel(
+            self.ui.applyButton, lambda: self.logic.startJob(self._parameterNode, "uncertainty"), _("job")
+        )
 
     def onExplainButton(self) -> None:
         """Called when the user clicks Compute heatmap; while it runs, the same button cancels it."""
-        self._startOrCancel(self.ui.explainButton, "saliency")
+        self.startOrCancel(
+            self.ui.explainButton, lambda: self.logic.startJob(self._parameterNode, "saliency"), _("job")
+        )
 
-    def _startOrCancel(self, button, task: str) -> None:
-        if self._jobRunner.running:
-            self._jobRunner.cancel()
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the job."), waitCursor=True):
-            self._jobRunner.start(self.logic.startJob(self._parameterNode, task), button)
-        self._checkCanApply()
-
-    def _onJobEnded(self, status) -> None:
+    def onJobEnded(self, status) -> None:
         """Called when a background job ends: puts its results into the output nodes."""
         if status.state == WorkerState.COMPLETED:
             with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
                 self.logic.finishJob(self._parameterNode, status.result)
                 self.ui.statusLabel.text = _("Done.")
-        self._checkCanApply()
+        self.onParameterNodeModified()
 
 
 #
@@ -221,7 +157,7 @@ class MedAIUncertaintyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic):
+class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
     """Turns the parameter node into MedAIUncertaintyLib calls, run in a background worker.
 
     No algorithm lives here. Uses ScriptedLoadableModuleLogic base class, available at:
@@ -237,15 +173,6 @@ class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return MedAIUncertaintyParameterNode(super().getParameterNode())
-
-    def pendingMessage(self, task: str) -> str:
-        """Which issue brings ``task`` ("uncertainty" or "saliency"); empty once it is available."""
-        issue = self.PENDING_ISSUES.get(task)
-        if issue is None:
-            return ""
-        return _("The {task} algorithms arrive with issue #{issue}; nothing is computed yet.").format(
-            task=task, issue=issue
-        )
 
     def whyCannotRun(self, parameterNode, task: str) -> str:
         """The first thing that stops ``task``, in the user's words; empty when it can run."""
