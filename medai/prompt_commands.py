@@ -7,8 +7,8 @@
 Boxes and points are RAS millimetres. A point ending in ``,-`` is negative (outside the object).
 
 Example:
-    $ medai segment prompt colin27.nii.gz -o brain.seg.nrrd --box -70,-100,10,70,70,10 --view axial
-    $ medai segment prompt colin27.nii.gz -o brain.nii.gz --box -70,-100,-60,70,70,80 --view axial --propagate
+    $ medai segment prompt colin27.nii.gz -o brain.seg.nrrd --box=-70,-100,10,70,70,10 --view axial
+    $ medai segment prompt colin27.nii.gz -o brain.nii.gz --box=-70,-100,-60,70,70,80 --view axial --propagate
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ def addPromptParser(subparsers: Any) -> argparse.ArgumentParser:
         "-o", "--output", required=True, metavar="OUT", help="result: .seg.nrrd or a label map (.nii.gz, .nrrd, .mha)"
     )
     parser.add_argument(
-        "--box", type=_boxArgument, metavar="R,A,S,R,A,S", help="two opposite corners of the box, RAS mm"
+        "--box",
+        type=_boxArgument,
+        metavar="R,A,S,R,A,S",
+        help="two opposite corners of the box, RAS mm (write --box=-70,... when it starts with a minus)",
     )
     parser.add_argument(
         "--point", type=_pointArgument, action="append", default=[], metavar="R,A,S[,+|-]",
