@@ -245,3 +245,19 @@ def test_outputs_resampled_volume_and_masks(scene):
     assert after < 0.2 * before
     assert np.allclose(arrayFromVolume(result.jacobianVolumeNode), 1.0)
     assert np.allclose(_ijkToRas(result.resampledVolumeNode), _ijkToRas(fixed))
+
+
+def test_presets_are_data_and_user_presets_are_checked(tmp_path):
+    from MedAIRegistrationLib.presets import load_preset, preset_names
+
+    assert {"translation", "rigid", "similarity", "affine", "bspline", "deformable"} <= set(preset_names())
+    deformable = load_preset("deformable", metric="ncc")
+    assert [s.transform for s in deformable] == ["rigid", "affine", "deformable"]
+    assert [s.metric for s in deformable[:2]] == ["ncc", "ncc"]
+    assert [s.transform for s in load_preset("bspline", linear_stages=False)] == ["bspline"]
+    custom = tmp_path / "mine.json"
+    custom.write_text('{"stages": [{"transform": "rigid", "shrink_factors": [2], "smoothing_mm": [1.0], "speed": 3}]}')
+    with pytest.raises(MedAIInputError, match="speed"):
+        load_preset("mine", preset_file=custom)
+    with pytest.raises(MedAIInputError, match="No registration preset"):
+        load_preset("warp-drive")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registration import IterationRecord, StageSettings, configure_method, run_stage
+from .registration import IterationRecord, run_stage
+from .settings import StageSettings, configure_method
 
 __all__ = ["run_bspline_stage", "run_demons_stage", "compose"]
 
@@ -133,7 +134,8 @@ def _demons_level(
     import SimpleITK as sitk
 
     demons = sitk.DiffeomorphicDemonsRegistrationFilter()
-    demons.SetNumberOfIterations(int(stage.iterations))
+    iterations = stage.level_iterations[level] if stage.level_iterations else stage.iterations
+    demons.SetNumberOfIterations(int(iterations))
     demons.SetSmoothDisplacementField(True)
     demons.SetStandardDeviations(float(stage.field_smoothing_voxels))
     if stage.update_smoothing_voxels > 0:

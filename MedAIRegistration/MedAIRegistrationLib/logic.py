@@ -137,6 +137,15 @@ class MedAIRegistrationLogic:
             raise MedAIInputError(
                 "A projective (perspective) transform is for 2D images only; use affine for 3D volumes."
             )
+        if (
+            outputTransformNode is not None
+            and outputTransformNode.IsA("vtkMRMLLinearTransformNode")
+            and transformType in ("bspline", "deformable")
+        ):
+            raise MedAIInputError(
+                f"The linear transform node '{outputTransformNode.GetName()}' cannot hold a {transformType} result; "
+                "select a general transform node or create a new one."
+            )
         stages = self._stages(transformType, metric, optimizer, linearStages, presetFile, samplingPercentage)
         fixed, moving = (to2D(fixed3D), to2D(moving3D)) if is2D else (fixed3D, moving3D)
         fixedMask = self._maskOnGrid(fixedMaskNode, fixed3D, "fixed mask", is2D)

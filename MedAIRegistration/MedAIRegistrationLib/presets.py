@@ -13,7 +13,7 @@ from pathlib import Path
 
 from MedAICommonLib.errors import MedAIInputError
 
-from .registration import LINEAR_TRANSFORMS, StageSettings
+from .settings import LINEAR_TRANSFORMS, StageSettings
 
 __all__ = ["TRANSFORM_TYPES", "presets_dir", "preset_names", "load_preset", "stages_from_dicts"]
 

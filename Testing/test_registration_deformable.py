@@ -1,0 +1,111 @@
+"""B-spline and diffeomorphic demons registration on a real 3D MRI warped by a known smooth deformation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from MedAICommonLib import sampledata
+from MedAICommonLib.errors import MedAICancelledError
+from MedAICommonLib.jobs import CancelToken
+from MedAICommonLib.volumes import createVolumeFromSitkImage, sitkImageFromVolume
+from MedAIRegistrationLib.logic import MedAIRegistrationLogic
+from MedAIRegistrationLib.quality import folding_fraction, inverse_consistency_error_mm, jacobian_determinant_image
+
+
+def _knownWarp(image: sitk.Image, rng, amplitudeMm: float = 3.0) -> sitk.Transform:
+    """A smooth random B-spline deformation (resampling convention, LPS), a few mm at most."""
+    warp = sitk.BSplineTransformInitializer(image, [3, 3, 2], order=3)
+    parameters = rng.uniform(-amplitudeMm, amplitudeMm, warp.GetNumberOfParameters())
+    warp.SetParameters(parameters.tolist())
+    return warp
+
+
+@pytest.fixture
+def warpedPair(scene, rng):
+    """KmeansT1 at 4x4x3 mm as the fixed volume, and the same head warped by a known deformation as moving."""
+    full = sitk.Cast(sitkImageFromVolume(sampledata.loadSampleData(scene, "KmeansT1")), sitk.sitkFloat32)
+    # Half the in-plane resolution keeps the test fast; the anatomy stays real.
+    fixed = sitk.Shrink(sitk.SmoothingRecursiveGaussian(full, 2.0), [2, 2, 1])
+    fixedNode = createVolumeFromSitkImage(scene, fixed, "fixed")
+    # The moving image is the fixed one seen through the inverse warp: resampling it with ``warp`` aligns it.
+    warp = _knownWarp(fixed, rng)
+    inverse = sitk.DisplacementFieldTransform(
+        sitk.InvertDisplacementField(
+            sitk.TransformToDisplacementField(warp, sitk.sitkVectorFloat64, fixed.GetSize(), fixed.GetOrigin(),
+                                              fixed.GetSpacing(), fixed.GetDirection()),
+            maximumNumberOfIterations=50,
+        )
+    )  # fmt: skip
+    moving = sitk.Resample(fixed, fixed, inverse, sitk.sitkLinear, 0.0)
+    movingNode = createVolumeFromSitkImage(scene, moving, "warped")
+    return fixedNode, movingNode, fixed, warp
+
+
+def _pointErrorsMm(transform, warp, fixed, mask) -> np.ndarray:
+    """Distances between the found and the known mapping at head voxels (every 4th), mm."""
+    indices = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)[::4][:, ::-1]
+    points = [fixed.TransformIndexToPhysicalPoint([int(i) for i in index]) for index in indices]
+    return np.array([np.linalg.norm(np.subtract(transform.TransformPoint(p), warp.TransformPoint(p))) for p in points])
+
+
+@pytest.mark.parametrize(("transformType", "linearStages"), [("bspline", True), ("deformable", False)])
+def test_deformable_recovers_a_known_warp_without_folding(scene, warpedPair, transformType, linearStages):
+    fixedNode, movingNode, fixed, warp = warpedPair
+    head = sitk.BinaryErode(fixed > 40, [2, 2, 1])
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    before = _pointErrorsMm(identity, warp, fixed, head).mean()
+    result = MedAIRegistrationLogic().registerVolumes(
+        fixedVolumeNode=fixedNode, movingVolumeNode=movingNode, transformType=transformType, metric="mse",
+        linearStages=linearStages, createJacobianVolume=True,
+    )  # fmt: skip
+    after = _pointErrorsMm(result.transform, warp, fixed, head)
+    assert after.mean() < 0.5 * before, (before, after.mean())
+    assert result.quality["foldingFraction"] == 0.0
+    assert result.quality["jacobianMin"] > 0.0
+    assert result.jacobianVolumeNode is not None
+    # The node (modeling, RAS) carries a moving point back onto the fixed point it came from.
+    toParent = result.transformNode.GetTransformToParent()
+    index = [32, 32, 31]
+    fixedLps = np.array(fixed.TransformIndexToPhysicalPoint(index))
+    movingLps = np.array(result.transform.TransformPoint(tuple(fixedLps)))
+    backRas = np.array(toParent.TransformPoint((-movingLps[0], -movingLps[1], movingLps[2])))
+    assert np.linalg.norm(backRas - (-fixedLps[0], -fixedLps[1], fixedLps[2])) < 0.1
+
+
+def test_cancel_during_demons_leaves_the_scene_unchanged(scene, warpedPair):
+    fixedNode, movingNode, _, _ = warpedPair
+    token = CancelToken()
+
+    def progress(fraction, message):
+        if message.startswith("deformable"):
+            token.cancel()
+
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(MedAICancelledError):
+        MedAIRegistrationLogic().registerVolumes(
+            fixedVolumeNode=fixedNode, movingVolumeNode=movingNode, transformType="deformable", metric="mse",
+            progress=progress, cancelToken=token,
+        )  # fmt: skip
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_jacobian_folding_and_inverse_consistency_on_known_fields():
+    reference = sitk.Image([20, 20, 10], sitk.sitkUInt8)
+    reference.SetSpacing([2.0, 2.0, 3.0])
+    scaling = sitk.ScaleTransform(3, [1.1, 0.9, 1.0])
+    jacobian = jacobian_determinant_image(scaling, reference)
+    assert np.allclose(sitk.GetArrayViewFromImage(jacobian), 0.99)
+    assert folding_fraction(jacobian) == 0.0
+    # A field that flips x in the middle of the grid folds there.
+    field = np.zeros((10, 20, 20, 3))
+    x = np.arange(20) * 2.0
+    field[..., 0] = np.where((x > 10) & (x < 30), -2.0 * (x - 20.0), 0.0)[None, None, :]
+    folded = sitk.GetImageFromArray(field, isVector=True)
+    folded.CopyInformation(reference)
+    foldedTransform = sitk.DisplacementFieldTransform(folded)
+    share = folding_fraction(jacobian_determinant_image(foldedTransform, reference))
+    assert 0.2 < share < 0.6
+    assert inverse_consistency_error_mm(scaling, scaling.GetInverse(), reference) < 1e-9
+    assert inverse_consistency_error_mm(scaling, sitk.Transform(3, sitk.sitkIdentity), reference) > 1.0
