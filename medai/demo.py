@@ -9,13 +9,15 @@ and a ``summary.json`` beside it. Module issues append their own steps with :fun
     def _watershed(context: DemoContext) -> None:
         ...
 
-Today the steps show the foundation: sample data in a scene, the geometry bridge (label map to
+The foundation's steps show sample data in a scene and the geometry bridge (label map to
 segmentation with names and colours; MRML <-> SimpleITK and MONAI round trips; a known rigid
-transform written by the bridge, applied, hardened and resampled, with its landmark error).
+transform written by the bridge, applied, hardened and resampled, with its landmark error). The
+modules' steps live in ``demo_<module>.py`` files listed in :data:`MODULE_STEP_FILES`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -28,6 +30,8 @@ import numpy as np
 __all__ = ["DemoCheck", "DemoContext", "DemoResult", "DemoStep", "DEMO_STEPS", "demoStep", "runDemo"]
 
 SCENE_FILE_NAME = "MedAIDemo.mrb"
+# Files whose @demoStep functions run after the foundation's steps, in this order.
+MODULE_STEP_FILES = ("medai.demo_segmentation",)
 SAMPLE_DATA = (
     "Colin27", "Colin27BrainMask", "Colin27AAL", "KmeansT1", "KmeansT1Labels", "NucleiImage2D", "NucleiMask2D",
     "HeadCT", "HeadCTBone",
@@ -142,6 +146,8 @@ def runDemo(outputDir="medai-output/demo", steps: list[DemoStep] | None = None, 
     outputDir = Path(outputDir).absolute()
     if outputDir.exists() and not outputDir.is_dir():
         raise MedAIInputError(f"The demo output '{outputDir}' is a file, not a folder.")
+    for moduleName in MODULE_STEP_FILES:
+        importlib.import_module(moduleName)  # registers its steps once
     started = time.perf_counter()
     context = DemoContext(sceneio.createScene(), outputDir, log)
     stepSeconds = []
