@@ -17,6 +17,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .prompt_commands import addPromptParser
+from .register_commands import addRegisterParser
 from .segment_commands import addEvaluateParser, addWatershedParser
 
 __all__ = ["main", "buildParser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
@@ -28,7 +30,6 @@ EXIT_CANCELLED = 130
 
 # Subcommands of the contract that later module issues implement: name -> one-line help.
 _PLANNED_COMMANDS = {
-    "register": "register a moving image to a fixed image (not yet available)",
     "uncertainty": "segmentation with a voxel-wise uncertainty map (not yet available)",
     "explain": "heat map explaining a model's output (not yet available)",
     "train": "train a segmentation, registration or classification model (not yet available)",
@@ -36,7 +37,6 @@ _PLANNED_COMMANDS = {
 # Methods of 'medai segment' that later issues implement.
 _PLANNED_SEGMENT_METHODS = {
     "model": "segment with a U-Net from the registry or your own model (not yet available)",
-    "prompt": "segment what a box or clicks point at, Segment-Anything style (not yet available)",
 }
 
 
@@ -78,6 +78,7 @@ def buildParser() -> argparse.ArgumentParser:
     _addDataCommand(commands)
     _addSegmentCommand(commands)
     addEvaluateParser(commands)
+    addRegisterParser(commands)
     for name, summary in _PLANNED_COMMANDS.items():
         _addPlannedCommand(commands, name, summary)
     _addDemoCommand(commands)
@@ -88,6 +89,7 @@ def _addSegmentCommand(commands) -> None:
     segment = commands.add_parser("segment", help="segment an image: watershed, model or prompt")
     methods = segment.add_subparsers(dest="method", metavar="METHOD", required=True)
     addWatershedParser(methods)
+    addPromptParser(methods)
     for name, summary in _PLANNED_SEGMENT_METHODS.items():
         _addPlannedCommand(methods, name, summary, fullName=f"segment {name}")
 
