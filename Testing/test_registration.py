@@ -261,3 +261,11 @@ def test_presets_are_data_and_user_presets_are_checked(tmp_path):
         load_preset("mine", preset_file=custom)
     with pytest.raises(MedAIInputError, match="No registration preset"):
         load_preset("warp-drive")
+
+
+def test_inverse_consistency_of_both_directions(scene):
+    fixed, moving = _twoSlices(scene)
+    result = MedAIRegistrationLogic().registerVolumes(
+        fixedVolumeNode=fixed, movingVolumeNode=moving, transformType="rigid", metric="mse", inverseConsistency=True
+    )
+    assert 0.0 <= result.quality["inverseConsistencyMm"] < 0.1

@@ -69,6 +69,10 @@ def addRegisterParser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--moving-labels", metavar="L", help="segmentation or label map of MOVING, propagated")
     parser.add_argument("--fixed-landmarks", metavar="P", help="points on FIXED (.mrk.json, .fcsv, .csv), RAS mm")
     parser.add_argument("--moving-landmarks", metavar="P", help="the same points on MOVING, in the same order")
+    parser.add_argument(
+        "--inverse-consistency", action="store_true",
+        help="also register FIXED onto MOVING and report the mean round-trip error in mm (twice the time)",
+    )  # fmt: skip
     parser.add_argument("--report", metavar="R.json", help="write the quality numbers as JSON")
     parser.set_defaults(run=registerCommand)
     return parser
@@ -173,6 +177,7 @@ def registerCommand(args: argparse.Namespace) -> int:
         movingLabelsNode=_loadLabels(scene, args.moving_labels),
         fixedLandmarksNode=landmarks[0],
         movingLandmarksNode=landmarks[1],
+        inverseConsistency=args.inverse_consistency,
         progress=None,
     )
     written: list[Path] = []

@@ -25,6 +25,7 @@ from MedAICommonLib.volumes import createVolumeFromSitkImage, sitkImageFromVolum
 from .assessment import assessTransform
 from .pipeline import register_images
 from .presets import TRANSFORM_TYPES, load_preset
+from .quality import inverse_consistency_error_mm
 from .reporting import createMetricTable, embedIn3D, to2D
 
 __all__ = ["RegistrationResult", "MedAIRegistrationLogic"]
@@ -85,6 +86,7 @@ class MedAIRegistrationLogic:
         movingLabelsNode: Any = None,
         fixedLandmarksNode: Any = None,
         movingLandmarksNode: Any = None,
+        inverseConsistency: bool = False,
         progress: Any = None,
         cancelToken: Any = None,
     ) -> RegistrationResult:
@@ -110,6 +112,9 @@ class MedAIRegistrationLogic:
             createJacobianVolume: also add the Jacobian determinant map as a volume.
             fixedLabelsNode, movingLabelsNode, fixedLandmarksNode, movingLandmarksNode: for the Dice
                 of propagated labels and the landmark error (mm) in ``quality``.
+            inverseConsistency: also register the fixed volume onto the moving one with the same
+                stages and report ``inverseConsistencyMm``, the mean round-trip error over the fixed
+                grid (takes twice as long).
             progress: ``progress(fraction, message)``; cancelToken: a ``CancelToken``.
 
         Returns:
@@ -154,10 +159,18 @@ class MedAIRegistrationLogic:
         if initialTransformNode is not None:
             initial = sitkTransformFromTransformNode(initialTransformNode)
             initial = to2D(initial) if is2D else initial
+        forwardEnd = 0.45 if inverseConsistency else 0.9
         transform, history = register_images(
             fixed, moving, stages, initialization, fixedMask, movingMask, initial,
-            subProgress(progress, 0.0, 0.9), cancelToken,
+            subProgress(progress, 0.0, forwardEnd), cancelToken,
         )  # fmt: skip
+        roundTripMm = None
+        if inverseConsistency:
+            backward, _ = register_images(
+                moving, fixed, stages, initialization, movingMask, fixedMask,
+                None if initial is None else initial.GetInverse(), subProgress(progress, forwardEnd, 0.9), cancelToken,
+            )  # fmt: skip
+            roundTripMm = inverse_consistency_error_mm(transform, backward, fixed)
         transform3D = embedIn3D(transform, fixed, fixed3D) if is2D else transform
         quality, jacobian = assessTransform(
             transform3D, fixedVolumeNode, movingVolumeNode,
@@ -165,6 +178,8 @@ class MedAIRegistrationLogic:
         )  # fmt: skip
         if cancelToken is not None:
             cancelToken.raiseIfCancelled()
+        if roundTripMm is not None:
+            quality["inverseConsistencyMm"] = roundTripMm
         quality.update(
             elapsedS=time.monotonic() - started,
             iterations=len(history),
