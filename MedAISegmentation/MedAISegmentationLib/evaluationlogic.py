@@ -3,11 +3,15 @@
 Both sides may be segmentation nodes or label map (integer) volumes on any grids: the prediction
 is resampled onto the reference grid (nearest neighbour, world RAS, parent transforms honoured).
 The metrics themselves are computed by :mod:`.evaluation` on numpy arrays.
+
+:meth:`EvaluationLogic.evaluateSegmentation` does it all in one call;
+:meth:`EvaluationLogic.prepareEvaluation` returns an :class:`EvaluationJob` whose three steps the
+desktop spreads over the main thread (reading the nodes, adding the tables) and a worker thread
+(the metrics, which take seconds to a minute).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,51 +20,13 @@ from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.geometry import volumeGeometry
 from MedAICommonLib.jobs import ProgressCallback
 from MedAICommonLib.resampling import resampleLabelsNearest, sameGrid
-from MedAICommonLib.sceneio import removeNodes
 from MedAICommonLib.segmentations import labelmapFromSegmentation
-from MedAICommonLib.tables import fillTable
 from MedAICommonLib.volumes import arrayFromVolume, ijkToRasFromVolume
 
 from . import evaluation
+from .evaluationoutput import EvaluationOutput, evaluationTables
 
-__all__ = ["EvaluationLogic", "EvaluationOutput"]
-
-
-@dataclass
-class EvaluationOutput:
-    """What :meth:`MedAISegmentationLogic.evaluateSegmentation` measured.
-
-    Attributes:
-        segments: one dict per compared segment: ``segment`` (name), ``reference_label``,
-            ``prediction_label`` (None when absent) and the metrics of
-            :func:`evaluation.segment_metrics` (volumes in ``volumeUnit``, distances in mm).
-        instances: :func:`evaluation.instance_metrics` when asked for, else None.
-        tableNode: ``vtkMRMLTableNode`` with one row per segment, or None.
-        instanceTableNode: ``vtkMRMLTableNode`` with the instance metrics (one row per metric), or None.
-        volumeUnit: ``"mm3"``, or ``"mm2"`` for one-slice images.
-    """
-
-    segments: list[dict[str, Any]]
-    instances: dict[str, Any] | None
-    tableNode: Any
-    instanceTableNode: Any
-    volumeUnit: str
-
-    def report(self) -> dict[str, Any]:
-        """JSON-ready results; undefined values (NaN) become None."""
-        return _jsonReady({"volumeUnit": self.volumeUnit, "segments": self.segments, "instances": self.instances})
-
-
-def _jsonReady(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _jsonReady(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonReady(item) for item in value]
-    if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+__all__ = ["EvaluationLogic", "EvaluationJob", "EvaluationOutput"]
 
 
 def _labelNames(node: Any, values: list[int]) -> dict[int, str]:
@@ -100,86 +66,6 @@ def _labelsOf(node: Any, what: str) -> tuple[np.ndarray, np.ndarray, dict[int, s
     return labels, ijkToRasFromVolume(node), _labelNames(node, values)
 
 
-class EvaluationLogic:
-    """The evaluation entry point of ``MedAISegmentationLogic`` (a mixin without state)."""
-
-    def evaluateSegmentation(
-        self,
-        referenceNode: Any,
-        predictionNode: Any,
-        instanceLevel: bool = False,
-        iouThreshold: float = 0.5,
-        tableNode: Any = None,
-        createTables: bool = True,
-        progress: ProgressCallback | None = None,
-        cancelToken: Any = None,
-    ) -> EvaluationOutput:
-        """Compare a prediction with a reference (segmentation nodes or label map volumes, any grids).
-
-        The prediction is resampled onto the reference grid (nearest neighbour, world RAS, parent
-        transforms honoured). Segments are paired by name when both are segmentations sharing
-        a segment name, else by label value; a segment missing on one side is compared with an
-        empty mask. With ``instanceLevel`` every non-zero label is one object: objects are matched
-        one-to-one by IoU and the voxel metrics are computed once, on all objects together.
-        Overlapping segments of a segmentation node are merged first: a voxel counts for the
-        later segment only.
-
-        Args:
-            referenceNode: ``vtkMRMLSegmentationNode`` or label map (integer) volume node.
-            predictionNode: the same kinds.
-            instanceLevel: also compute object counts, matching, precision, recall and F1.
-            iouThreshold: IoU from which a matched object pair counts (instance level).
-            tableNode: a ``vtkMRMLTableNode`` to overwrite with the per-segment rows; None: a new one.
-            createTables: put the results into table nodes (else only the returned numbers).
-            progress: ``progress(fraction, message)``.
-            cancelToken: ``MedAICommonLib.jobs.CancelToken``.
-
-        Returns:
-            :class:`EvaluationOutput`; ``report()`` gives the JSON of ``medai evaluate --report``.
-
-        Raises:
-            MedAIInputError: a missing or unsuitable node; nothing is added to the scene then.
-            MedAICancelledError: when cancelled; nothing is added to the scene then.
-        """
-        import slicer
-
-        if referenceNode is None or predictionNode is None:
-            raise MedAIInputError("Select both a reference and a prediction.")
-        reference, ijkToRas, referenceNames = _labelsOf(referenceNode, "reference")
-        prediction, predictionIjkToRas, predictionNames = _labelsOf(predictionNode, "prediction")
-        if not sameGrid(reference.shape, ijkToRas, prediction.shape, predictionIjkToRas):
-            prediction = resampleLabelsNearest(prediction, predictionIjkToRas, reference.shape, ijkToRas)
-        spacingMm = volumeGeometry(ijkToRas)[0][::-1].copy()
-        instances = None
-        if instanceLevel:
-            instances = evaluation.instance_metrics(reference, prediction, iou_threshold=iouThreshold)
-            pairs = [("All objects", _ALL_LABELS, _ALL_LABELS)]
-        else:
-            byName = all(isinstance(n, slicer.vtkMRMLSegmentationNode) for n in (referenceNode, predictionNode))
-            pairs = _segmentPairs(referenceNames, predictionNames, byName)
-        rows = []
-        for index, (name, referenceValue, predictionValue) in enumerate(pairs):
-            if cancelToken is not None:
-                cancelToken.raiseIfCancelled()
-            if progress is not None:
-                progress(index / max(len(pairs), 1), f"Comparing {name}")
-            referenceMask, predictionMask = _mask(reference, referenceValue), _mask(prediction, predictionValue)
-            row: dict[str, Any] = {"segment": name}
-            for key, value in (("reference_label", referenceValue), ("prediction_label", predictionValue)):
-                row[key] = None if value == _ALL_LABELS else value
-            row.update(evaluation.segment_metrics(referenceMask, predictionMask, spacingMm))
-            rows.append(row)
-        if cancelToken is not None:
-            cancelToken.raiseIfCancelled()
-        unit = "mm2" if sum(n > 1 for n in reference.shape) == 2 else "mm3"
-        output = EvaluationOutput(rows, instances, None, None, unit)
-        if createTables:
-            _evaluationTables(output, referenceNode.GetScene(), tableNode)
-        if progress is not None:
-            progress(1.0, "Done")
-        return output
-
-
 _ALL_LABELS = -1  # a "segment" that is the union of every non-zero label
 
 
@@ -207,54 +93,171 @@ def _segmentPairs(referenceNames: dict[int, str], predictionNames: dict[int, str
     ]
 
 
-_SEGMENT_COLUMNS = [
-    ("Dice", "dice", ""),
-    ("IoU", "iou", ""),
-    ("Sensitivity", "sensitivity", ""),
-    ("Specificity", "specificity", ""),
-    ("Precision", "precision", ""),
-    ("Reference volume", "reference_volume", "VOLUME"),
-    ("Prediction volume", "prediction_volume", "VOLUME"),
-    ("Volume difference", "volume_difference", "VOLUME"),
-    ("Hausdorff", "hausdorff_mm", "mm"),
-    ("Hausdorff 95%", "hausdorff95_mm", "mm"),
-    ("Average surface distance", "average_surface_distance_mm", "mm"),
-]
+def _checkTableNode(node: Any, what: str) -> None:
+    if node is not None and not node.IsA("vtkMRMLTableNode"):
+        raise MedAIInputError(f"The {what} must be a table node, got {node.GetClassName()}.")
 
 
-def _labelText(value: int | None) -> str:
-    return "" if value is None else str(value)
+class EvaluationJob:
+    """One evaluation in three steps, so that the desktop can compute off the main thread.
+
+    The constructor (main thread) checks the nodes and reads their voxels; :meth:`compute` works on
+    numpy arrays only (any thread, touches no MRML, no Qt); :meth:`createNodes` (main thread) fills
+    or adds the metric tables. Arguments as :meth:`EvaluationLogic.evaluateSegmentation`.
+    """
+
+    def __init__(
+        self,
+        referenceNode: Any,
+        predictionNode: Any,
+        instanceLevel: bool = False,
+        iouThreshold: float = 0.5,
+        tableNode: Any = None,
+        instanceTableNode: Any = None,
+        createTables: bool = True,
+    ) -> None:
+        import slicer
+
+        if referenceNode is None or predictionNode is None:
+            raise MedAIInputError("Select both a reference and a prediction.")
+        if not 0.0 < iouThreshold <= 1.0:
+            raise MedAIInputError(f"The IoU threshold must lie in (0, 1], got {iouThreshold}.")
+        _checkTableNode(tableNode, "segment metrics table")
+        _checkTableNode(instanceTableNode, "object metrics table")
+        if tableNode is not None and tableNode is instanceTableNode:
+            raise MedAIInputError("The segment metrics and the object metrics need two different tables.")
+        self.reference, self.ijkToRas, referenceNames = _labelsOf(referenceNode, "reference")
+        self.prediction, self.predictionIjkToRas, predictionNames = _labelsOf(predictionNode, "prediction")
+        if instanceLevel:
+            self.pairs = [("All objects", _ALL_LABELS, _ALL_LABELS)]
+        else:
+            byName = all(isinstance(n, slicer.vtkMRMLSegmentationNode) for n in (referenceNode, predictionNode))
+            self.pairs = _segmentPairs(referenceNames, predictionNames, byName)
+        self.instanceLevel, self.iouThreshold = instanceLevel, iouThreshold
+        self.scene = referenceNode.GetScene()
+        self.tableNode, self.instanceTableNode, self.createTables = tableNode, instanceTableNode, createTables
+        self.output: EvaluationOutput | None = None
+
+    def compute(self, progress: ProgressCallback | None = None, cancelToken: Any = None) -> EvaluationOutput:
+        """Compute the metrics (numpy, SimpleITK and MONAI only; safe in a worker thread).
+
+        Checks ``cancelToken`` before each segment. Returns the :class:`EvaluationOutput` without
+        tables (``tableNode`` and ``instanceTableNode`` None until :meth:`createNodes`).
+        """
+        reference, ijkToRas, prediction = self.reference, self.ijkToRas, self.prediction
+        if not sameGrid(reference.shape, ijkToRas, prediction.shape, self.predictionIjkToRas):
+            if progress is not None:
+                progress(0.0, "Resampling the prediction onto the reference grid")
+            prediction = resampleLabelsNearest(prediction, self.predictionIjkToRas, reference.shape, ijkToRas)
+        spacingMm = volumeGeometry(ijkToRas)[0][::-1].copy()
+        instances = None
+        if self.instanceLevel:
+            if progress is not None:
+                progress(0.0, "Matching objects")
+            instances = evaluation.instance_metrics(reference, prediction, iou_threshold=self.iouThreshold)
+        rows = []
+        for index, (name, referenceValue, predictionValue) in enumerate(self.pairs):
+            if cancelToken is not None:
+                cancelToken.raiseIfCancelled()
+            if progress is not None:
+                progress(index / max(len(self.pairs), 1), f"Comparing {name}")
+            referenceMask, predictionMask = _mask(reference, referenceValue), _mask(prediction, predictionValue)
+            row: dict[str, Any] = {"segment": name}
+            for key, value in (("reference_label", referenceValue), ("prediction_label", predictionValue)):
+                row[key] = None if value == _ALL_LABELS else value
+            row.update(evaluation.segment_metrics(referenceMask, predictionMask, spacingMm))
+            rows.append(row)
+        if cancelToken is not None:
+            cancelToken.raiseIfCancelled()
+        unit = "mm2" if sum(n > 1 for n in reference.shape) == 2 else "mm3"
+        self.output = EvaluationOutput(rows, instances, None, None, unit)
+        if progress is not None:
+            progress(1.0, "Done")
+        return self.output
+
+    def createNodes(self, cancelToken: Any = None) -> EvaluationOutput:
+        """Fill (or add) the metric tables in the reference's scene (main thread, after :meth:`compute`).
+
+        Without ``createTables`` nothing is added and the output is returned as computed.
+
+        Raises:
+            RuntimeError: :meth:`compute` has not run.
+            MedAICancelledError: when cancelled; nothing is added to the scene then.
+        """
+        if self.output is None:
+            raise RuntimeError("EvaluationJob.createNodes() needs compute() first.")
+        if cancelToken is not None:
+            cancelToken.raiseIfCancelled()
+        if self.createTables:
+            evaluationTables(self.output, self.scene, self.tableNode, self.instanceTableNode)
+        return self.output
 
 
-def _evaluationTables(output: EvaluationOutput, scene: Any, tableNode: Any) -> None:
-    """Fill (or add) the per-segment table and, with instance metrics, an instance table."""
-    created = []
-    if tableNode is None:
-        tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName("Segment metrics"))
-        created.append(tableNode)
-    try:
-        rows = output.segments
-        columns = [
-            ("Segment", "string", [row["segment"] for row in rows], ""),
-            ("Reference label", "string", [_labelText(row["reference_label"]) for row in rows], ""),
-            ("Prediction label", "string", [_labelText(row["prediction_label"]) for row in rows], ""),
-        ]
-        for title, key, unit in _SEGMENT_COLUMNS:
-            columns.append(
-                (title, "double", [row[key] for row in rows], output.volumeUnit if unit == "VOLUME" else unit)
-            )
-        output.tableNode = fillTable(tableNode, columns)
-        if output.instances is not None:
-            instances = {k: v for k, v in output.instances.items() if not isinstance(v, dict)}
-            instanceTable = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName("Instance metrics"))
-            created.append(instanceTable)
-            output.instanceTableNode = fillTable(
-                instanceTable,
-                [
-                    ("Metric", "string", list(instances), ""),
-                    ("Value", "double", [float(v) for v in instances.values()], ""),
-                ],
-            )
-    except Exception:
-        removeNodes(scene, created)
-        raise
+class EvaluationLogic:
+    """The evaluation entry points of ``MedAISegmentationLogic`` (a mixin without state)."""
+
+    def prepareEvaluation(
+        self,
+        referenceNode: Any,
+        predictionNode: Any,
+        instanceLevel: bool = False,
+        iouThreshold: float = 0.5,
+        tableNode: Any = None,
+        instanceTableNode: Any = None,
+        createTables: bool = True,
+    ) -> EvaluationJob:
+        """Check the inputs and read the voxels: the first step of :meth:`evaluateSegmentation`, same arguments.
+
+        Raises:
+            MedAIInputError: a missing or unsuitable node; nothing is added to the scene then.
+        """
+        return EvaluationJob(
+            referenceNode, predictionNode, instanceLevel, iouThreshold, tableNode, instanceTableNode, createTables
+        )
+
+    def evaluateSegmentation(
+        self,
+        referenceNode: Any,
+        predictionNode: Any,
+        instanceLevel: bool = False,
+        iouThreshold: float = 0.5,
+        tableNode: Any = None,
+        createTables: bool = True,
+        progress: ProgressCallback | None = None,
+        cancelToken: Any = None,
+        instanceTableNode: Any = None,
+    ) -> EvaluationOutput:
+        """Compare a prediction with a reference (segmentation nodes or label map volumes, any grids).
+
+        The prediction is resampled onto the reference grid (nearest neighbour, world RAS, parent
+        transforms honoured). Segments are paired by name when both are segmentations sharing
+        a segment name, else by label value; a segment missing on one side is compared with an
+        empty mask. With ``instanceLevel`` every non-zero label is one object: objects are matched
+        one-to-one by IoU and the voxel metrics are computed once, on all objects together.
+        Overlapping segments of a segmentation node are merged first: a voxel counts for the
+        later segment only.
+
+        Args:
+            referenceNode: ``vtkMRMLSegmentationNode`` or label map (integer) volume node.
+            predictionNode: the same kinds.
+            instanceLevel: also compute object counts, matching, precision, recall and F1.
+            iouThreshold: IoU from which a matched object pair counts (instance level), in (0, 1].
+            tableNode: a ``vtkMRMLTableNode`` to overwrite with the per-segment rows; None: a new one.
+            createTables: put the results into table nodes (else only the returned numbers).
+            progress: ``progress(fraction, message)``.
+            cancelToken: ``MedAICommonLib.jobs.CancelToken``.
+            instanceTableNode: a ``vtkMRMLTableNode`` to overwrite with the instance metrics
+                (so that repeated evaluations reuse one table); None: a new one.
+
+        Returns:
+            :class:`EvaluationOutput`; ``report()`` gives the JSON of ``medai evaluate --report``.
+
+        Raises:
+            MedAIInputError: a missing or unsuitable node; nothing is added to the scene then.
+            MedAICancelledError: when cancelled; nothing is added to the scene then.
+        """
+        job = self.prepareEvaluation(
+            referenceNode, predictionNode, instanceLevel, iouThreshold, tableNode, instanceTableNode, createTables
+        )
+        job.compute(progress, cancelToken)
+        return job.createNodes(cancelToken)
