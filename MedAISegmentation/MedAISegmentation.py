@@ -2,7 +2,7 @@
 
 The algorithms live in MedAISegmentationLib (plain Python, no Qt); this file holds the Slicer module:
 metadata, parameter node, panel, the logic adapter that turns the parameter node into Lib calls (the
-watershed computes in a background thread), and the self-test.
+watershed and the evaluation compute in a background thread), and the self-test.
 """
 
 from typing import Annotated
@@ -25,6 +25,7 @@ from MedAICommonLib import sampledata
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
 from MedAICommonLib.threadjob import ThreadJob
+from MedAISegmentationLib.evaluationlogic import EvaluationJob, EvaluationOutput
 from MedAISegmentationLib.logic import MedAISegmentationLogic as LibLogic
 
 SEGMENTATION_METHODS = ["watershed", "model", "prompt"]
@@ -198,28 +199,27 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
 
     def onApplyButton(self) -> None:
         """Called when the user clicks Apply; while the watershed runs, the same button cancels it."""
-        self.startOrCancel(
-            self.ui.applyButton, lambda: self.logic.startJob(self._parameterNode, "segmentation"), _("segmentation")
-        )
+        self.startOrCancel(self.ui.applyButton, lambda: self.logic.startJob(self._parameterNode), _("segmentation"))
 
     def onEvaluateButton(self) -> None:
-        """Called when the user clicks Evaluate: compares in the main thread (seconds on typical data)."""
-        with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the prediction."), waitCursor=True):
-            self.ui.statusLabel.text = self.logic.evaluationSummary(self.logic.evaluate(self._parameterNode))
+        """Called when the user clicks Evaluate; while the comparison runs, the same button cancels it."""
+        self.startOrCancel(
+            self.ui.evaluateButton, lambda: self.logic.startJob(self._parameterNode, "evaluation"), _("evaluation")
+        )
 
     def onJobEnded(self, status) -> None:
-        """Called when the watershed ends: adds its output and table to the scene and shows them."""
+        """Called when the watershed or the evaluation ends: adds its outputs or tables to the scene."""
         if status.state == WorkerState.COMPLETED:
             with slicer.util.tryWithErrorDisplay(_("Failed to add the results to the scene."), waitCursor=True):
                 output = self.logic.finishJob(self._parameterNode, status.result)
-                if output.outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                    slicer.util.setSliceViewerLayers(label=output.outputNode)
-                self.ui.statusLabel.text = self.logic.watershedSummary(output)
+                if getattr(output, "outputNode", None) and output.outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                    slicer.util.setSliceViewerLayers(label=output.outputNode)  # an evaluation has tables only
+                self.ui.statusLabel.text = self.logic.summary(output)
         self.onParameterNodeModified()
 
 
 class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLogic):
-    """The Lib's logic (``runWatershed``, ``prepareWatershed``, ``evaluateSegmentation``) plus parameter-node adapters.
+    """The Lib's logic (``runWatershed``, ``evaluateSegmentation``, their ``prepare*`` jobs) plus parameter-node adapters.
 
     Console: ``MedAISegmentationLogic().runWatershed(inputVolumeNode=volume)``. No algorithm lives here.
     """
@@ -285,19 +285,27 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
         reason = self.whyCannotRun(parameterNode, task)
         if reason:
             raise MedAIInputError(reason)
-        if task != "segmentation" or parameterNode.method != "watershed":
+        if task == "evaluation":
+            job = self.prepareEvaluation(**self.evaluationArguments(parameterNode))
+        elif parameterNode.method == "watershed":
+            job = self.prepareWatershed(**self.watershedArguments(parameterNode))
+        else:
             raise NotImplementedError(f"No background job for {task} with {parameterNode.method}.")
-        job = self.prepareWatershed(**self.watershedArguments(parameterNode))
 
         def compute(progress, cancelToken):
-            job.compute(progress, cancelToken)  # numpy only: no Qt, no MRML in this thread
+            job.compute(progress, cancelToken)  # numpy, SimpleITK, MONAI only: no Qt, no MRML in this thread
             return job
 
-        return ThreadJob(compute, name="MedAI watershed")
+        return ThreadJob(compute, name=f"MedAI {task}")
 
     def finishJob(self, parameterNode, job):
-        """Add a computed watershed's output and table to the scene (main thread); select them in the panel."""
+        """Add a computed job's outputs or tables to the scene (main thread); select them in the panel."""
         output = job.createNodes()
+        if isinstance(job, EvaluationJob):
+            if parameterNode is not None:
+                parameterNode.evaluationTable = output.tableNode
+                parameterNode.instanceTable = output.instanceTableNode or parameterNode.instanceTable
+            return output
         output.outputNode.CreateDefaultDisplayNodes()
         if parameterNode is not None:
             isSegmentation = output.outputNode.IsA("vtkMRMLSegmentationNode")
@@ -305,27 +313,23 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
             parameterNode.objectTable = output.tableNode or parameterNode.objectTable
         return output
 
-    def evaluate(self, parameterNode):
-        """``evaluateSegmentation`` with the panel's settings; the tables it fills are selected in the panel."""
-        p = parameterNode
-        output = self.evaluateSegmentation(
-            self.extraNode("evaluationReference"),
-            self.extraNode("evaluationPrediction"),
-            instanceLevel=p.instanceLevel,
-            iouThreshold=p.iouThreshold,
-            tableNode=p.evaluationTable,
-        )
-        p.evaluationTable = output.tableNode
-        if output.instanceTableNode is not None:
-            p.instanceTable = output.instanceTableNode
-        return output
+    def evaluationArguments(self, parameterNode) -> dict:
+        """The keyword arguments of ``evaluateSegmentation``/``prepareEvaluation`` that the panel's settings give."""
+        return {
+            "referenceNode": self.extraNode("evaluationReference"),
+            "predictionNode": self.extraNode("evaluationPrediction"),
+            "instanceLevel": parameterNode.instanceLevel,
+            "iouThreshold": parameterNode.iouThreshold,
+            "tableNode": parameterNode.evaluationTable,
+            "instanceTableNode": parameterNode.instanceTable,
+        }
 
-    def watershedSummary(self, output) -> str:
-        return _("{count} objects found (estimated object radius {radius:.2f} mm).").format(
-            count=output.objectCount, radius=output.objectRadiusMm
-        )
-
-    def evaluationSummary(self, output) -> str:
+    def summary(self, output) -> str:
+        """One line on a watershed's or an evaluation's output, for the status label."""
+        if not isinstance(output, EvaluationOutput):
+            return _("{count} objects found (estimated object radius {radius:.2f} mm).").format(
+                count=output.objectCount, radius=output.objectRadiusMm
+            )
         dice = [row["dice"] for row in output.segments if row["dice"] == row["dice"]]  # NaN: undefined
         text = _("{count} segments compared; mean Dice {dice:.3f}.").format(
             count=len(output.segments), dice=sum(dice) / len(dice) if dice else float("nan")
@@ -344,43 +348,43 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         """Called by the Reload and Test button and by ctest."""
-        for test in (self.test_WatershedAndEvaluation, self.test_PanelRunsWatershedInThread, self.test_PendingSayWhy):
+        for test in (self.test_PanelRunsJobsInThreads, self.test_PendingSayWhy):
             self.setUp()
             test()
 
-    def test_WatershedAndEvaluation(self):
-        """Console use: the nuclei image splits into about as many objects as its reference mask holds (125)."""
-        logic = MedAISegmentationLogic()
-        volumeNode = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
-        output = logic.runWatershed(inputVolumeNode=volumeNode)
-        self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)
-        self.assertEqual(output.tableNode.GetNumberOfRows(), output.objectCount)
-        reference = sampledata.loadSampleData(slicer.mrmlScene, "NucleiMask2D")
-        evaluation = logic.evaluateSegmentation(reference, output.outputNode, instanceLevel=True)
-        self.assertGreater(evaluation.instances["f1"], 0.7)
-        self.assertGreater(evaluation.segments[0]["dice"], 0.8)
+    def _runJob(self, logic, parameterNode, task: str, cancel: bool = False):
+        """Start the panel's job for ``task``, cancel it at once if asked, wait for it; return its final status."""
+        job = logic.startJob(parameterNode, task)
+        job.start()
+        if cancel:
+            job.cancel()
+        self.assertTrue(job.wait(120))
+        return job.poll()
 
-    def test_PanelRunsWatershedInThread(self):
-        """The panel's settings become a thread job; Cancel leaves the scene as it was, a full run adds the output."""
+    def test_PanelRunsJobsInThreads(self):
+        """The panel's watershed and evaluation run in threads; Cancel adds nothing, evaluating again reuses the tables."""
         logic = MedAISegmentationLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.inputVolume = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
         parameterNode.outputType = "labelmap"
+        logic.setExtraNode("evaluationReference", sampledata.loadSampleData(slicer.mrmlScene, "NucleiMask2D"))
+        logic.setExtraNode("evaluationPrediction", logic.extraNode("evaluationReference"))
         nodeCount = slicer.mrmlScene.GetNumberOfNodes()
-        cancelled = logic.startJob(parameterNode, "segmentation")
-        cancelled.start()
-        cancelled.cancel()
-        self.assertTrue(cancelled.wait(60))
-        self.assertEqual(cancelled.poll().state, WorkerState.CANCELLED)
+        for task in ("segmentation", "evaluation"):
+            self.assertEqual(self._runJob(logic, parameterNode, task, cancel=True).state, WorkerState.CANCELLED)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
-        job = logic.startJob(parameterNode, "segmentation")
-        job.start()
-        self.assertTrue(job.wait(60))
-        status = job.poll()
+        status = self._runJob(logic, parameterNode, "segmentation")
         self.assertEqual(status.state, WorkerState.COMPLETED, status.errorMessage)
         output = logic.finishJob(parameterNode, status.result)
         self.assertIs(parameterNode.outputLabelMap, output.outputNode)
-        self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)
+        self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)  # the reference mask holds 125
+        self.assertEqual(output.tableNode.GetNumberOfRows(), output.objectCount)
+        logic.setExtraNode("evaluationPrediction", output.outputNode)
+        parameterNode.instanceLevel = True
+        evaluations = [logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "evaluation").result)]
+        evaluations.append(logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "evaluation").result))
+        self.assertIs(evaluations[0].instanceTableNode, evaluations[1].instanceTableNode)
+        self.assertGreater(evaluations[1].instances["f1"], 0.7)
 
     def test_PendingSayWhy(self):
         """Until its issue lands, a method refuses to start and names the issue that brings it."""
