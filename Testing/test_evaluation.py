@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 
 import numpy as np
@@ -11,10 +12,11 @@ import torch
 from monai.metrics import ConfusionMatrixMetric, DiceMetric, HausdorffDistanceMetric, MeanIoU, SurfaceDistanceMetric
 
 from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
-from MedAICommonLib.jobs import CancelToken
+from MedAICommonLib.jobs import CancelToken, WorkerState
 from MedAICommonLib.resampling import resampleLabelsNearest
 from MedAICommonLib.sampledata import loadSampleData
 from MedAICommonLib.segmentations import SegmentInfo, createSegmentationFromLabelmap, labelmapFromSegmentation
+from MedAICommonLib.threadjob import ThreadJob
 from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray
 from MedAISegmentationLib import evaluation
 from MedAISegmentationLib.logic import MedAISegmentationLogic
@@ -268,6 +270,127 @@ def test_bad_input_and_cancel_add_no_node(scene, logic):
     with pytest.raises(MedAICancelledError):
         logic.evaluateSegmentation(referenceNode, referenceNode, cancelToken=token)
     assert _nodeIds(scene) == nodesBefore
+
+
+# ---------------------------------------------------------------- job steps: prepare, compute in a thread, create
+
+
+def _boxes(count, shift=0):
+    """A label map of ``count`` boxes (labels 1..count) along J; ``shift`` moves every box along I."""
+    labels = np.zeros((5, 12, 8 * count), np.uint8)
+    for n in range(count):
+        labels[1:4, 2:10, 8 * n + 1 + shift : 8 * n + 6 + shift] = n + 1
+    return labels
+
+
+def _runInThread(function):
+    job = ThreadJob(function, name="test evaluation")
+    job.start()
+    assert job.wait(60)
+    return job.poll()
+
+
+def test_prepare_compute_create_in_a_thread_gives_the_numbers_of_one_call(scene, logic, rng):
+    """Voxels are read at prepare time: compute runs in another thread after the input nodes left the scene."""
+    labels, ijkToRas = _obliqueNuclei3D(scene, rng)
+    referenceNode = createVolumeFromArray(scene, labels, ijkToRas, "Reference", labelmap=True)
+    coarse = ijkToRas.copy()
+    coarse[:3, :3] *= 2.0
+    coarseLabels = resampleLabelsNearest(labels, ijkToRas, tuple((np.array(labels.shape) + 1) // 2), coarse)
+    predictionNode = createVolumeFromArray(scene, coarseLabels, coarse, "Coarse", labelmap=True)
+    oneCall = logic.evaluateSegmentation(referenceNode, predictionNode, instanceLevel=True)
+
+    job = logic.prepareEvaluation(referenceNode, predictionNode, instanceLevel=True)
+    scene.RemoveNode(predictionNode)  # compute must not need the nodes any more
+    nodesBefore = _nodeIds(scene)
+    threads = set()
+
+    def compute(progress, cancelToken):
+        threads.add(threading.get_ident())
+        return job.compute(progress, cancelToken)
+
+    status = _runInThread(compute)
+    assert status.state == WorkerState.COMPLETED, status.errorMessage
+    assert threads and threading.get_ident() not in threads
+    assert status.fraction == 1.0 and status.result is job.output
+    assert status.result.tableNode is None and _nodeIds(scene) == nodesBefore
+    output = job.createNodes()
+    assert json.dumps(output.report()) == json.dumps(oneCall.report())
+    assert 0.7 < output.segments[0]["dice"] < 1.0
+    assert len(_nodeIds(scene)) == len(nodesBefore) + 2
+    rows = {
+        output.instanceTableNode.GetCellText(r, 0): output.instanceTableNode.GetCellText(r, 1)
+        for r in range(output.instanceTableNode.GetNumberOfRows())
+    }
+    assert float(rows["reference_count"]) == oneCall.instances["reference_count"]
+
+
+def test_cancel_between_segments_in_a_thread_adds_nothing(scene, logic):
+    referenceNode = createVolumeFromArray(scene, _boxes(8), np.diag([0.7, 0.7, 3.0, 1.0]), "Boxes", labelmap=True)
+    predictionNode = createVolumeFromArray(scene, _boxes(8, shift=1), np.diag([0.7, 0.7, 3.0, 1.0]), "Moved")
+    nodesBefore = _nodeIds(scene)
+    job = logic.prepareEvaluation(referenceNode, predictionNode)
+    compared = []
+
+    def compute(progress, cancelToken):
+        def cancelAfterThree(fraction, message):
+            compared.append(message)
+            progress(fraction, message)
+            if len(compared) == 3:
+                cancelToken.cancel()  # as the panel's Cancel button does, while segment 3 is computed
+
+        return job.compute(cancelAfterThree, cancelToken)
+
+    status = _runInThread(compute)
+    assert status.state == WorkerState.CANCELLED
+    assert compared == ["Comparing Label 1", "Comparing Label 2", "Comparing Label 3"]
+    with pytest.raises(RuntimeError, match="compute"):
+        job.createNodes()
+    assert _nodeIds(scene) == nodesBefore
+    full = _runInThread(job.compute)
+    assert full.state == WorkerState.COMPLETED and len(full.result.segments) == 8
+    assert all(row["dice"] == pytest.approx(0.8) for row in full.result.segments)
+
+
+def test_repeated_object_evaluations_refill_one_instance_table(scene, logic):
+    ijkToRas = np.diag([0.7, 0.7, 3.0, 1.0])
+    referenceNode = createVolumeFromArray(scene, _boxes(6), ijkToRas, "Boxes", labelmap=True)
+    fewer = _boxes(6)
+    fewer[fewer >= 5] = 0
+    predictionNode = createVolumeFromArray(scene, fewer, ijkToRas, "Four boxes", labelmap=True)
+    first = logic.evaluateSegmentation(referenceNode, referenceNode, instanceLevel=True)
+    nodesBefore = _nodeIds(scene)
+    second = logic.evaluateSegmentation(
+        referenceNode,
+        predictionNode,
+        instanceLevel=True,
+        tableNode=first.tableNode,
+        instanceTableNode=first.instanceTableNode,
+    )
+    assert _nodeIds(scene) == nodesBefore
+    assert second.instanceTableNode is first.instanceTableNode and second.tableNode is first.tableNode
+    table = second.instanceTableNode
+    values = {table.GetCellText(r, 0): float(table.GetCellText(r, 1)) for r in range(table.GetNumberOfRows())}
+    assert (values["prediction_count"], values["matched"]) == (4, 4)
+    assert values["recall"] == pytest.approx(4 / 6) and first.instances["recall"] == 1.0
+    # Per segment, an instance table is left alone; a new one is made only when none is given.
+    perSegment = logic.evaluateSegmentation(referenceNode, predictionNode, instanceTableNode=table)
+    assert perSegment.instanceTableNode is None and table.GetNumberOfRows() == len(values)
+    third = logic.evaluateSegmentation(referenceNode, predictionNode, instanceLevel=True)
+    assert third.instanceTableNode is not table and third.instanceTableNode.GetScene() is scene
+
+
+def test_bad_table_arguments_are_refused_before_anything_changes(scene, logic):
+    referenceNode = createVolumeFromArray(scene, _boxes(2), np.eye(4), "Boxes", labelmap=True)
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Metrics")
+    nodesBefore = _nodeIds(scene)
+    with pytest.raises(MedAIInputError, match="two different tables"):
+        logic.prepareEvaluation(referenceNode, referenceNode, True, 0.5, table, table)
+    with pytest.raises(MedAIInputError, match="object metrics table must be a table node"):
+        logic.evaluateSegmentation(referenceNode, referenceNode, instanceLevel=True, instanceTableNode=referenceNode)
+    with pytest.raises(MedAIInputError, match="IoU threshold"):
+        logic.prepareEvaluation(referenceNode, referenceNode, instanceLevel=True, iouThreshold=0.0)
+    assert _nodeIds(scene) == nodesBefore and table.GetNumberOfRows() == 0
 
 
 # ---------------------------------------------------------------- command line
