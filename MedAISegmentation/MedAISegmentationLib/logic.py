@@ -6,7 +6,7 @@ before touching the scene, and on failure or cancel leaves the scene as it was.
 
 The work is split by responsibility: :mod:`.watershedlogic` (inputs, the job, its steps) with
 :mod:`.watershedoutput` (output nodes and the object table), and :mod:`.evaluationlogic`
-(comparison and metric tables). This class combines their entry points; the desktop module's
+(inputs, the job, its steps) with :mod:`.evaluationoutput` (results and metric tables). This class combines their entry points; the desktop module's
 logic class derives from it and from ``ScriptedLoadableModuleLogic``.
 
 Geometry: points are RAS millimetres (world, parent transforms applied); outputs lie on the
@@ -30,7 +30,7 @@ from __future__ import annotations
 from MedAICommonLib.resampling import resampleLabelsNearest
 
 from .canonicalgrid import canonicalAxes, localIjkToRas
-from .evaluationlogic import EvaluationLogic, EvaluationOutput
+from .evaluationlogic import EvaluationJob, EvaluationLogic, EvaluationOutput
 from .watershedlogic import WatershedJob, WatershedLogic
 from .watershedoutput import WatershedOutput, objectColor
 
@@ -38,6 +38,7 @@ __all__ = [
     "MedAISegmentationLogic",
     "WatershedJob",
     "WatershedOutput",
+    "EvaluationJob",
     "EvaluationOutput",
     "objectColor",
     # Defined in canonicalgrid and MedAICommonLib.resampling; importable from here too.
@@ -54,5 +55,6 @@ class MedAISegmentationLogic(WatershedLogic, EvaluationLogic):
     state, so constructing it is free and it mixes with ``ScriptedLoadableModuleLogic``.
 
     Entry points: :meth:`runWatershed` (or :meth:`prepareWatershed` for the three-step
-    :class:`WatershedJob`) and :meth:`evaluateSegmentation`.
+    :class:`WatershedJob`) and :meth:`evaluateSegmentation` (or :meth:`prepareEvaluation` for the
+    three-step :class:`EvaluationJob`).
     """
