@@ -21,6 +21,9 @@ Automatic pipeline (defaults need no tuning):
 4. flooding (scikit-image ``watershed``) of the inverted distance, or of the gradient magnitude,
    restricted to the foreground; objects numbered by decreasing size.
 
+:func:`watershed_seeds` stops before flooding (steps 1-3) and returns the foreground and the seeds
+that :func:`watershed_objects` would flood, computed by the same code: the preview of a run.
+
 Steps 1-3 (smoothing, foreground, distances, object radius) live in :mod:`.watershedforeground`,
 seeds, flooding and numbering in :mod:`.watershedflood`; this module holds the settings, the
 result and the pipeline, and re-exports the public functions of both.
@@ -55,7 +58,9 @@ from .watershedforeground import (
 __all__ = [
     "WatershedSettings",
     "WatershedResult",
+    "WatershedSeeds",
     "watershed_objects",
+    "watershed_seeds",
     "foreground_mask",
     "estimate_object_radius_mm",
     "distance_to_background_mm",
@@ -179,6 +184,125 @@ def _given(
     return _squeezed(array, spacing_mm)[0]
 
 
+@dataclass
+class WatershedSeeds:
+    """What :func:`watershed_objects` floods, found by :func:`watershed_seeds` before any flooding.
+
+    Attributes:
+        foreground: boolean mask shaped like the image: the voxels the flooding fills (with a
+            background seed the flooding covers the whole image; this mask then only shapes the distances).
+        seeds: int32 markers shaped like the image, 0 where there is no seed; each label floods one object.
+        object_radius_mm: estimated radius of a typical object (median over foreground parts).
+        min_seed_distance_mm: the seed distance used (None when seeds were given or h-maxima used).
+        threshold: the intensity threshold used (the background floor for ``"adaptive"``); None with a mask.
+        background_label: the marker label that seeds the background, or None.
+    """
+
+    foreground: np.ndarray
+    seeds: np.ndarray
+    object_radius_mm: float
+    min_seed_distance_mm: float | None
+    threshold: float | None
+    background_label: int | None = None
+    # The squeezed arrays that the flooding goes on from (size-1 axes dropped).
+    _smoothed: np.ndarray | None = field(default=None, repr=False)
+    _distance: np.ndarray | None = field(default=None, repr=False)
+    _spacing: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def seed_count(self) -> int:
+        """Number of object seeds: distinct marker labels, the background seed not counted."""
+        present = np.flatnonzero(np.bincount(self.seeds.ravel()))
+        return int(np.count_nonzero((present != 0) & (present != (self.background_label or 0))))
+
+
+def _stages(progress: Callable[[float, str], None] | None, cancel_token: Any) -> Callable[[float, str], None]:
+    def stage(fraction: float, message: str) -> None:
+        if cancel_token is not None:
+            cancel_token.raiseIfCancelled()
+        if progress is not None:
+            progress(fraction, message)
+
+    return stage
+
+
+def watershed_seeds(
+    image: np.ndarray,
+    spacing_mm: Sequence[float],
+    settings: WatershedSettings | None = None,
+    mask: np.ndarray | None = None,
+    markers: np.ndarray | None = None,
+    background_label: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    cancel_token: Any = None,
+) -> WatershedSeeds:
+    """The foreground and the seeds that :func:`watershed_objects` would flood (its steps 1-3).
+
+    Same arguments, checks and code as :func:`watershed_objects`, which calls this function and
+    then floods; so a preview made with it shows exactly what a run with the same settings splits.
+
+    Returns:
+        :class:`WatershedSeeds`.
+
+    Raises:
+        MedAIInputError: a bad image, mask or seeds, or a threshold that leaves no foreground.
+        MedAICancelledError: when cancelled.
+    """
+    stage = _stages(progress, cancel_token)
+    prepared = _seeds(
+        np.asarray(image), spacing_mm, settings or WatershedSettings(), mask, markers, background_label, stage
+    )
+    stage(1.0, "Done")
+    return prepared
+
+
+def _seeds(
+    image: np.ndarray,
+    spacing_mm: Sequence[float],
+    settings: WatershedSettings,
+    mask: np.ndarray | None,
+    markers: np.ndarray | None,
+    background_label: int | None,
+    stage: Callable[[float, str], None],
+) -> WatershedSeeds:
+    _check_image(image)
+    given_mask = _given(mask, image.shape, spacing_mm, "foreground mask")
+    seeds = _given(markers, image.shape, spacing_mm, "seed label map")
+    if seeds is not None and (not np.issubdtype(seeds.dtype, np.integer) or seeds.min() < 0 or not seeds.any()):
+        raise MedAIInputError("The seeds must be a label map of non-negative integers with at least one seed.")
+    stage(0.0, "Smoothing")
+    smoothed, spacing = _smoothed(image, spacing_mm, settings)
+    stage(0.15, "Finding the foreground")
+    if given_mask is not None:
+        foreground, threshold = given_mask.astype(bool), None
+        if not foreground.any():
+            raise MedAIInputError("The foreground mask is empty.")
+    else:
+        foreground, threshold, _ = _foreground(smoothed, spacing, settings)
+    if seeds is not None and background_label is None:
+        foreground = foreground | (seeds > 0)
+    stage(0.4, "Measuring distances")
+    distance = _distance_mm(foreground, spacing)
+    radius_mm = estimate_object_radius_mm(foreground, spacing, distance)
+    min_distance_mm = None
+    if seeds is None:
+        stage(0.55, "Placing seeds")
+        if settings.seed_depth_mm is None:
+            min_distance_mm = settings.min_seed_distance_mm if settings.min_seed_distance_mm is not None else radius_mm
+        seeds = seed_markers(distance, spacing, min_distance_mm, settings.seed_depth_mm)
+    return WatershedSeeds(
+        foreground=foreground.reshape(image.shape),
+        seeds=seeds.astype(np.int32, copy=False).reshape(image.shape),
+        object_radius_mm=radius_mm,
+        min_seed_distance_mm=min_distance_mm,
+        threshold=threshold,
+        background_label=background_label,
+        _smoothed=smoothed,
+        _distance=distance,
+        _spacing=spacing,
+    )
+
+
 def watershed_objects(
     image: np.ndarray,
     spacing_mm: Sequence[float],
@@ -212,40 +336,12 @@ def watershed_objects(
     """
     settings = settings or WatershedSettings()
     image = np.asarray(image)
-    _check_image(image)
-
-    def stage(fraction: float, message: str) -> None:
-        if cancel_token is not None:
-            cancel_token.raiseIfCancelled()
-        if progress is not None:
-            progress(fraction, message)
-
-    given_mask = _given(mask, image.shape, spacing_mm, "foreground mask")
-    seeds = _given(markers, image.shape, spacing_mm, "seed label map")
-    if seeds is not None and (not np.issubdtype(seeds.dtype, np.integer) or seeds.min() < 0 or not seeds.any()):
-        raise MedAIInputError("The seeds must be a label map of non-negative integers with at least one seed.")
-    stage(0.0, "Smoothing")
-    smoothed, spacing = _smoothed(image, spacing_mm, settings)
-    stage(0.15, "Finding the foreground")
-    if given_mask is not None:
-        foreground, threshold = given_mask.astype(bool), None
-        if not foreground.any():
-            raise MedAIInputError("The foreground mask is empty.")
-    else:
-        foreground, threshold, _ = _foreground(smoothed, spacing, settings)
-    if seeds is not None and background_label is None:
-        foreground = foreground | (seeds > 0)
-    stage(0.4, "Measuring distances")
-    distance = _distance_mm(foreground, spacing)
-    radius_mm = estimate_object_radius_mm(foreground, spacing, distance)
-    min_distance_mm = None
-    if seeds is None:
-        stage(0.55, "Placing seeds")
-        if settings.seed_depth_mm is None:
-            min_distance_mm = settings.min_seed_distance_mm if settings.min_seed_distance_mm is not None else radius_mm
-        seeds = seed_markers(distance, spacing, min_distance_mm, settings.seed_depth_mm)
+    stage = _stages(progress, cancel_token)
+    prepared = _seeds(image, spacing_mm, settings, mask, markers, background_label, stage)
+    spacing, distance = prepared._spacing, prepared._distance
+    seeds, foreground = prepared.seeds.reshape(distance.shape), prepared.foreground.reshape(distance.shape)
     stage(0.65, "Flooding")
-    landscape = -distance if settings.landscape == "distance" else _gradient_mm(smoothed, spacing)
+    landscape = -distance if settings.landscape == "distance" else _gradient_mm(prepared._smoothed, spacing)
     labels = flood(landscape, seeds, None if background_label is not None else foreground)
     stage(0.9, "Numbering objects")
     if markers is None:
@@ -259,8 +355,8 @@ def watershed_objects(
         labels=labels,
         volumes_mm=volumes,
         unit="mm2" if spacing.size == 2 else "mm3",
-        object_radius_mm=radius_mm,
-        min_seed_distance_mm=min_distance_mm,
-        threshold=threshold,
+        object_radius_mm=prepared.object_radius_mm,
+        min_seed_distance_mm=prepared.min_seed_distance_mm,
+        threshold=prepared.threshold,
         seed_count=int(np.count_nonzero(np.bincount(seeds.ravel())[1:])),
     )
