@@ -181,3 +181,12 @@ def test_propagation_follows_the_object_and_stops_where_it_ends():
     assert max(prompts) <= 33 and min(prompts) >= 7  # one slice past each end, no further
     limited = propagate_through_slices(segmentSlice, 20, ball[20], 15, 22)
     assert sorted(limited) == list(range(15, 23))
+
+
+def test_propagation_range_is_the_slices_whose_centres_the_roi_contains(scene, rng):
+    volumeNode, _, targetRas, ijkToRas = _volume(scene, rng, "anisotropic-0.7x0.7x3")
+    low = ijkToRas @ np.r_[5 - 2.5, 20 - 2.5, 3 - 0.5, 1.0]  # IJK faces around K slices 3 to 6
+    high = ijkToRas @ np.r_[5 + 2.5, 20 + 2.5, 6 + 0.5, 1.0]
+    roi = _roi(scene, (low + high)[:3] / 2, np.abs(high - low)[:3])
+    plan = planPrompts(volumeNode, roiNode=roi, sliceView="axial")
+    assert plan.sliceRange == (3, 6) and plan.sliceIndex in (4, 5)

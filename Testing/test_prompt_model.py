@@ -20,7 +20,7 @@ from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.sampledata import loadSampleData, sampleDataPath
 from MedAICommonLib.segmentations import labelmapFromSegmentation
 from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray, ijkToRasFromVolume
-from MedAISegmentationLib.promptlogic import segmentFromPrompts
+from MedAISegmentationLib.promptlogic import prepareSliceEmbeddings, segmentFromPrompts
 from MedAISegmentationLib.promptsegment import default_cache
 
 AXIAL_SLICE = 90  # Colin27 is stored R, A, S: KJI index 0 is the axial slice
@@ -86,6 +86,15 @@ def test_second_prompt_on_the_slice_reuses_the_embeddings_and_fills_the_segment(
     assert again.segmentId == first.segmentId and not again.createdNode
     written = labelmapFromSegmentation(first.segmentationNode, volumeNode)[0]
     assert np.array_equal(written > 0, again.mask > 0)
+
+
+def test_embeddings_prepared_before_the_prompt_are_the_ones_it_uses(brain):
+    """What the desktop computes in the background when a slice is shown is what the box prompt needed."""
+    scene, volumeNode, mask, roi, first = brain
+    onSlice = ijkToRasFromVolume(volumeNode) @ np.r_[10.0, 20.0, AXIAL_SLICE, 1.0]
+    assert prepareSliceEmbeddings(volumeNode, onSlice[:3], "axial") == 0  # all 8 already cached by the prompt
+    with pytest.raises(MedAIInputError, match="no slice"):
+        prepareSliceEmbeddings(volumeNode, onSlice[:3] + [0.0, 0.0, 500.0], "axial")
 
 
 def test_result_does_not_depend_on_the_storage_order(brain):
@@ -175,3 +184,20 @@ def test_missing_or_wrong_checkpoints_are_refused_before_anything_changes(nuclei
         with pytest.raises(MedAIInputError, match=message):
             segmentFromPrompts(imageNode, roiNode=roi, model=str(model))
         assert scene.GetNumberOfNodes() == nodes
+
+
+def test_users_own_checkpoint_of_the_litemedsam_architecture_loads(tmp_path):
+    """A fine-tuned LiteMedSAM saved as {"model": state_dict} (the training script's format) is recognised."""
+    import torch
+
+    from MedAISegmentationLib.promptmodels import load_prompt_model
+
+    original = load_prompt_model()
+    state = {name: value.clone() for name, value in original.network.state_dict().items()}
+    state["mask_decoder.iou_prediction_head.layers.0.bias"] += 1.0  # "fine-tuned": not the shipped weights
+    path = tmp_path / "finetuned.pth"
+    torch.save({"model": state, "epoch": 3}, path)
+    loaded = load_prompt_model(str(path))
+    assert loaded is not original and loaded.weights_path == path
+    assert torch.equal(loaded.network.state_dict()["mask_decoder.iou_prediction_head.layers.0.bias"], state[
+        "mask_decoder.iou_prediction_head.layers.0.bias"])  # fmt: skip

@@ -30,7 +30,7 @@ from MedAICommonLib.volumes import arrayFromVolume, ijkToRasFromVolume
 
 from .promptmodels import DEFAULT_PROMPT_MODEL, load_prompt_model
 from .promptoutput import writeMaskToSegment
-from .promptsegment import EmbeddingCache, propagate_through_slices, segment_display_image
+from .promptsegment import EmbeddingCache, propagate_through_slices, segment_display_image, warm_cache
 from .promptslices import (
     SLICE_AXES,
     apply_window,
@@ -40,7 +40,7 @@ from .promptslices import (
     intensity_window,
 )
 
-__all__ = ["PromptResult", "PromptPlan", "planPrompts", "segmentFromPrompts", "SLICE_VIEWS"]
+__all__ = ["PromptResult", "PromptPlan", "planPrompts", "segmentFromPrompts", "prepareSliceEmbeddings", "SLICE_VIEWS"]
 
 SLICE_VIEWS = ("auto", *SLICE_AXES)
 _AXIS_NAMES = {value: key for key, value in SLICE_AXES.items()}
@@ -128,7 +128,9 @@ def _sliceOf(volume: Any, axis: int, cornerIndex, pointIndex, pointNames) -> tup
         if high < -0.5 or low > count - 0.5:
             raise MedAIInputError("The box (ROI) lies on no slice of the image.")
         index = int(np.clip(np.round((low + high) / 2), 0, count - 1))
-        sliceRange = (int(np.clip(np.ceil(low - 0.5), 0, count - 1)), int(np.clip(np.floor(high + 0.5), 0, count - 1)))
+        # Slices whose centre lies inside the ROI (the prompted slice always counts).
+        first, last = int(np.clip(np.ceil(low), 0, count - 1)), int(np.clip(np.floor(high), 0, count - 1))
+        sliceRange = (min(first, index), max(last, index))
     else:
         index = int(np.round(pointIndex[0, axis]))
         sliceRange = (index, index)
@@ -277,3 +279,41 @@ def segmentFromPrompts(
         progress(1.0, "Done")
     name = _AXIS_NAMES[plan.axis]
     return PromptResult(segmentationNode, segmentId, name, written, volume.stored(canonical), created)
+
+
+def prepareSliceEmbeddings(
+    volumeNode: Any,
+    positionRas,
+    sliceView: str = "axial",
+    model: str = DEFAULT_PROMPT_MODEL,
+    device: str = "cpu",
+    window: tuple[float, float] | None = None,
+    augment: bool = True,
+    cache: EmbeddingCache | None = None,
+) -> int:
+    """Compute and cache the embeddings of the slice through a point, before any prompt is placed.
+
+    The desktop module calls it from a background thread when a slice is shown; later prompts on
+    that slice (boxes larger than the crop size) then only run the fast decoder. Nothing in the
+    scene changes.
+
+    Args:
+        volumeNode: the volume shown; positionRas: a world RAS point (mm) on the slice, such as
+            the slice view's centre; sliceView: ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+        model, device, window, augment, cache: as in :func:`segmentFromPrompts`.
+
+    Returns:
+        How many embeddings were computed (0 when all were cached).
+
+    Raises:
+        MedAIInputError: the point lies on no slice of the volume, or bad model or window.
+    """
+    import slicer
+
+    pointNode = slicer.vtkMRMLMarkupsFiducialNode()  # never enters the scene
+    pointNode.AddControlPointWorld(*[float(v) for v in positionRas])
+    pointNode.SetNthControlPointLabel(0, "slice position")
+    plan = planPrompts(volumeNode, pointsNode=pointNode, sliceView=sliceView)
+    image, spacing = display_slice(plan.volume, plan.axis, plan.sliceIndex)
+    windowRange = intensity_window(plan.volume.voxels, window)
+    return warm_cache(load_prompt_model(model, device), apply_window(image, windowRange), spacing, augment, cache)

@@ -35,6 +35,7 @@ __all__ = [
     "EmbeddingCache",
     "default_cache",
     "segment_display_image",
+    "warm_cache",
     "box_of_mask",
     "propagate_through_slices",
 ]
@@ -43,6 +44,10 @@ __all__ = [
 _MIN_OBJECT_PX = 20
 # ... or below this fraction of its area on the previous slice.
 _MIN_AREA_RATIO = 0.1
+# The previous slice's box is widened by this fraction of its size plus _BOX_MARGIN_PX on each side:
+# a box drawn exactly on the last mask's edge shrinks the object slice after slice.
+_BOX_MARGIN_FRACTION = 0.05
+_BOX_MARGIN_PX = 2.0
 
 
 class EmbeddingCache:
@@ -211,6 +216,27 @@ def segment_display_image(
     return (total / len(orientations)).astype(np.float32)
 
 
+def warm_cache(
+    model: PromptModel, image01: np.ndarray, spacing_mm, augment: bool = True, cache: EmbeddingCache | None = None
+) -> int:
+    """Compute the whole-slice embeddings a box prompt larger than the crop size will use.
+
+    Meant for a background thread as soon as a slice is shown, so the first prompt answers fast.
+
+    Returns:
+        How many embeddings were computed (0 when all were cached already).
+    """
+    cache = cache or default_cache
+    misses = cache.misses
+    for orientation in ORIENTATIONS if augment else ORIENTATIONS[:1]:
+        spacing = np.asarray(spacing_mm, dtype=float)[::-1] if orientation[0] else np.asarray(spacing_mm, dtype=float)
+        oriented = _orient_image(image01, orientation)
+        region = prompt_region(oriented.shape, spacing, None)
+        model_input, _ = to_model_frame(oriented, spacing, region, model.input_size)
+        cache.embedding(model, model_input)
+    return cache.misses - misses
+
+
 def propagate_through_slices(
     segment_slice: Callable[[int, np.ndarray], np.ndarray],
     start: int,
@@ -223,7 +249,8 @@ def propagate_through_slices(
     """Masks on the slices around ``start``, each prompted by the box of its neighbour's mask.
 
     Args:
-        segment_slice: ``segment_slice(index, box_rc) -> mask`` segments one slice.
+        segment_slice: ``segment_slice(index, box_rc) -> mask`` segments one slice; the box is the
+            previous mask's box widened by 5 % of its size plus 2 pixels on each side.
         start: index of the prompted slice; start_mask: its mask (rows, cols).
         first, last: inclusive slice range (the ROI's extent); propagation stops earlier where the
             object ends (empty, fewer than 20 pixels, or under a tenth of the previous area).
@@ -245,6 +272,8 @@ def propagate_through_slices(
             box = box_of_mask(previous)
             if box is None:
                 break
+            margin = _BOX_MARGIN_FRACTION * (box[1] - box[0]) + _BOX_MARGIN_PX
+            box = np.array([box[0] - margin, box[1] + margin])
             mask = segment_slice(index, box)
             area, previousArea = int(mask.sum()), int(previous.sum())
             if area < _MIN_OBJECT_PX or area < _MIN_AREA_RATIO * previousArea:
