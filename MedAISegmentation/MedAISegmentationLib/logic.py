@@ -5,7 +5,8 @@ line. Every method takes the nodes it works on (there is no global scene), check
 before touching the scene, and on failure or cancel leaves the scene as it was.
 
 The work is split by responsibility: :mod:`.watershedlogic` (inputs, the job, its steps) with
-:mod:`.watershedoutput` (output nodes and the object table), and :mod:`.evaluationlogic`
+:mod:`.watershedoutput` (output nodes and the object table), :mod:`.watershedpreview` (the
+foreground and seeds a run would flood, before flooding), and :mod:`.evaluationlogic`
 (inputs, the job, its steps) with :mod:`.evaluationoutput` (results and metric tables). This class combines their entry points; the desktop module's
 logic class derives from it and from ``ScriptedLoadableModuleLogic``.
 
@@ -33,11 +34,14 @@ from .canonicalgrid import canonicalAxes, localIjkToRas
 from .evaluationlogic import EvaluationJob, EvaluationLogic, EvaluationOutput
 from .watershedlogic import WatershedJob, WatershedLogic
 from .watershedoutput import WatershedOutput, objectColor
+from .watershedpreview import WatershedPreview, WatershedPreviewJob, WatershedPreviewLogic
 
 __all__ = [
     "MedAISegmentationLogic",
     "WatershedJob",
     "WatershedOutput",
+    "WatershedPreviewJob",
+    "WatershedPreview",
     "EvaluationJob",
     "EvaluationOutput",
     "objectColor",
@@ -48,13 +52,14 @@ __all__ = [
 ]
 
 
-class MedAISegmentationLogic(WatershedLogic, EvaluationLogic):
-    """The MedAISegmentation module's work on MRML nodes: watershed and evaluation.
+class MedAISegmentationLogic(WatershedLogic, WatershedPreviewLogic, EvaluationLogic):
+    """The MedAISegmentation module's work on MRML nodes: watershed, its preview and evaluation.
 
     Qt-free: runs in the desktop, in plain Python on slicer-core and behind ``medai``. It holds no
     state, so constructing it is free and it mixes with ``ScriptedLoadableModuleLogic``.
 
     Entry points: :meth:`runWatershed` (or :meth:`prepareWatershed` for the three-step
-    :class:`WatershedJob`) and :meth:`evaluateSegmentation` (or :meth:`prepareEvaluation` for the
+    :class:`WatershedJob`), :meth:`runWatershedPreview` (or :meth:`prepareWatershedPreview` for the
+    three-step :class:`WatershedPreviewJob`: the foreground and the seeds before flooding) and :meth:`evaluateSegmentation` (or :meth:`prepareEvaluation` for the
     three-step :class:`EvaluationJob`).
     """

@@ -9,6 +9,7 @@ permuted, flipped or oblique axes gives the same objects in physical space.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,82 @@ from . import watershed
 from .canonicalgrid import canonicalAxes, fromCanonical, toCanonical
 from .watershedoutput import WatershedNodes, WatershedOutput
 
-__all__ = ["WatershedLogic", "WatershedJob", "OUTPUT_TYPES"]
+__all__ = [
+    "WatershedLogic",
+    "WatershedJob",
+    "OUTPUT_TYPES",
+    "INPUT_ARGUMENTS",
+    "watershedSettings",
+    "watershedArgumentsFromPanel",
+]
 
 OUTPUT_TYPES = ("segmentation", "labelmap")
+# Keyword arguments of prepareWatershed that say where the foreground and the seeds come from.
+INPUT_ARGUMENTS = (
+    "foregroundSegmentationNode", "foregroundSegmentId", "seedSegmentationNode", "seedMarkupsNode",
+    "backgroundSegmentId", "backgroundMarkupsNode",
+)  # fmt: skip
+OUTPUT_ARGUMENTS = ("outputType", "outputNode", "outputName", "createTable", "tableNode")
+
+
+def watershedSettings(
+    threshold: str | float = "adaptive",
+    smoothingMm: float | None = None,
+    minSeedDistanceMm: float | None = None,
+    seedDepthMm: float | None = None,
+    landscape: str = "distance",
+    darkObjects: bool = False,
+) -> watershed.WatershedSettings:
+    """The pipeline's settings from the keyword arguments of :meth:`WatershedLogic.runWatershed` (same meaning)."""
+    return watershed.WatershedSettings(
+        threshold=threshold,
+        smoothing_mm=smoothingMm,
+        min_seed_distance_mm=minSeedDistanceMm,
+        seed_depth_mm=seedDepthMm,
+        landscape=landscape,
+        dark_objects=darkObjects,
+    )
+
+
+def _segmentIdIn(segmentationNode: Any, segmentId: str | None) -> str | None:
+    """``segmentId`` if ``segmentationNode`` has it; None (all segments, or no background) otherwise."""
+    if segmentationNode is None or not segmentId or not segmentationNode.GetSegmentation().GetSegment(segmentId):
+        return None
+    return segmentId
+
+
+def watershedArgumentsFromPanel(
+    panel: Any, foregroundSegmentId: str | None = None, backgroundSegmentId: str | None = None, preview: bool = False
+) -> dict[str, Any]:
+    """The keyword arguments of ``prepareWatershed`` (or ``prepareWatershedPreview``) that the desktop panel gives.
+
+    Args:
+        panel: the MedAISegmentation parameter node, or any object with its fields (``inputVolume``,
+            ``thresholdMethod``, ``threshold``, ``autoSmoothing``, ``smoothingMm``, ...); 0 mm means automatic/off.
+        foregroundSegmentId, backgroundSegmentId: the segments picked in the panel; ignored when
+            the chosen segmentation has no such segment.
+        preview: leave out the output arguments (a preview writes only its preview node).
+    """
+    p = panel
+    arguments = {
+        "inputVolumeNode": p.inputVolume,
+        "threshold": p.threshold if p.thresholdMethod == "value" else p.thresholdMethod,
+        "smoothingMm": None if p.autoSmoothing else p.smoothingMm,
+        "minSeedDistanceMm": p.minSeedDistanceMm or None,
+        "seedDepthMm": p.seedDepthMm or None,
+        "landscape": p.landscape,
+        "darkObjects": p.darkObjects,
+        "foregroundSegmentationNode": p.foregroundSegmentation,
+        "foregroundSegmentId": _segmentIdIn(p.foregroundSegmentation, foregroundSegmentId),
+        "seedSegmentationNode": p.seedsSegmentation,
+        "seedMarkupsNode": p.seedsMarkups,
+        "backgroundSegmentId": _segmentIdIn(p.seedsSegmentation, backgroundSegmentId),
+        "backgroundMarkupsNode": p.backgroundMarkups,
+    }
+    if not preview:
+        outputNode = p.outputSegmentation if p.outputType == "segmentation" else p.outputLabelMap
+        arguments.update(outputType=p.outputType, outputNode=outputNode, tableNode=p.objectTable)
+    return arguments
 
 
 def _outputTypeOf(outputNode: Any) -> str | None:
@@ -125,8 +199,19 @@ class WatershedJob(WatershedNodes):
 
     def compute(self, progress: ProgressCallback | None = None, cancelToken: Any = None) -> watershed.WatershedResult:
         """Run the watershed on the voxels (numpy only; safe in a worker thread)."""
+        result, back = self._computeCanonical(watershed.watershed_objects, progress, cancelToken)
+        result.labels = back(result.labels)
+        self.result = result
+        return result
+
+    def _computeCanonical(self, pipeline: Callable, progress: ProgressCallback | None, cancelToken: Any):
+        """Run a :mod:`.watershed` pipeline function on the voxels in canonical axis order.
+
+        Returns:
+            (its result, a function that puts a canonical array back in the volume's KJI order).
+        """
         order, flipped = canonicalAxes(self.worldIjkToRas)
-        result = watershed.watershed_objects(
+        result = pipeline(
             toCanonical(self.image, order, flipped),
             self.spacingMm[list(order)],
             self.settings,
@@ -136,9 +221,7 @@ class WatershedJob(WatershedNodes):
             progress=progress,
             cancel_token=cancelToken,
         )
-        result.labels = fromCanonical(result.labels, order, flipped)
-        self.result = result
-        return result
+        return result, lambda array: fromCanonical(array, order, flipped)
 
 
 class WatershedLogic:
@@ -156,21 +239,10 @@ class WatershedLogic:
         **inputs: Any,
     ) -> WatershedJob:
         """Check the inputs and read the voxels: the first step of :meth:`runWatershed`, same arguments."""
-        known = {
-            "foregroundSegmentationNode", "foregroundSegmentId", "seedSegmentationNode", "seedMarkupsNode",
-            "backgroundSegmentId", "backgroundMarkupsNode", "outputType", "outputNode", "outputName", "createTable", "tableNode",
-        }  # fmt: skip
-        unknown = sorted(set(inputs) - known)
+        unknown = sorted(set(inputs) - set(INPUT_ARGUMENTS) - set(OUTPUT_ARGUMENTS))
         if unknown:
             raise TypeError(f"prepareWatershed() got unexpected keyword arguments {unknown}")
-        settings = watershed.WatershedSettings(
-            threshold=threshold,
-            smoothing_mm=smoothingMm,
-            min_seed_distance_mm=minSeedDistanceMm,
-            seed_depth_mm=seedDepthMm,
-            landscape=landscape,
-            dark_objects=darkObjects,
-        )
+        settings = watershedSettings(threshold, smoothingMm, minSeedDistanceMm, seedDepthMm, landscape, darkObjects)
         return WatershedJob(inputVolumeNode, settings, **inputs)
 
     def runWatershed(
