@@ -25,8 +25,9 @@ from MedAICommonLib import sampledata
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
 from MedAICommonLib.threadjob import ThreadJob
-from MedAISegmentationLib.evaluationlogic import EvaluationJob, EvaluationOutput
+from MedAISegmentationLib.logic import EvaluationJob, EvaluationOutput, WatershedPreview, WatershedPreviewJob
 from MedAISegmentationLib.logic import MedAISegmentationLogic as LibLogic
+from MedAISegmentationLib.watershedlogic import watershedArgumentsFromPanel
 
 SEGMENTATION_METHODS = ["watershed", "model", "prompt"]
 DEVICES = ["auto", "cpu", "cuda"]
@@ -40,6 +41,7 @@ EXTRA_SELECTORS = [
     ("referenceSelector", "evaluationReference"),
     ("predictionSelector", "evaluationPrediction"),
 ]
+PREVIEW_ROLE = "watershedPreview"  # the preview segmentation, kept on the parameter node and overwritten each time
 
 
 class MedAISegmentation(ScriptedLoadableModule):
@@ -114,6 +116,7 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         self.setupPanel(self.resourcePath("UI/MedAISegmentation.ui"), MedAISegmentationLogic())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
+        self.ui.previewButton.connect("clicked(bool)", self.onPreviewButton)
         # What no typed field fits is kept on the parameter node by the logic's extra* methods.
         for name, key in EXTRA_SELECTORS:
             selector = getattr(self.ui, name)
@@ -154,6 +157,7 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
             (
                 (self.ui.applyButton, "segmentation", _("Segment the input volume.")),
                 (self.ui.evaluateButton, "evaluation", _("Compare the prediction with the reference.")),
+                (self.ui.previewButton, "preview", _("Show the foreground and the seeds that Apply would flood.")),
             )
         )
         pending = self.logic.pendingMessage(parameters.method) if parameters else ""
@@ -207,6 +211,12 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
             self.ui.evaluateButton, lambda: self.logic.startJob(self._parameterNode, "evaluation"), _("evaluation")
         )
 
+    def onPreviewButton(self) -> None:
+        """Called when the user clicks Preview seeds; while the preview runs, the same button cancels it."""
+        self.startOrCancel(
+            self.ui.previewButton, lambda: self.logic.startJob(self._parameterNode, "preview"), _("preview")
+        )
+
     def onJobEnded(self, status) -> None:
         """Called when the watershed or the evaluation ends: adds its outputs or tables to the scene."""
         if status.state == WorkerState.COMPLETED:
@@ -214,6 +224,8 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
                 output = self.logic.finishJob(self._parameterNode, status.result)
                 if getattr(output, "outputNode", None) and output.outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
                     slicer.util.setSliceViewerLayers(label=output.outputNode)  # an evaluation has tables only
+                if isinstance(output, WatershedPreview):  # over its input, the image showing through
+                    slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
                 self.ui.statusLabel.text = self.logic.summary(output)
         self.onParameterNodeModified()
 
@@ -240,41 +252,19 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
         pending = self.pendingMessage(parameterNode.method)
         if pending:
             return pending
+        if task == "preview" and parameterNode.method != "watershed":
+            return _("The preview shows the watershed's foreground and seeds; choose the watershed method.")
         if not parameterNode.inputVolume:
             return _("Select an input volume.")
         if parameterNode.backgroundMarkups and not (parameterNode.seedsSegmentation or parameterNode.seedsMarkups):
             return _("Background points need object seeds: select seed segments or seed points.")
         return ""
 
-    def watershedArguments(self, parameterNode) -> dict:
-        """The keyword arguments of ``runWatershed``/``prepareWatershed`` that the panel's settings give."""
-        p = parameterNode
-        outputNode = p.outputSegmentation if p.outputType == "segmentation" else p.outputLabelMap
-        return {
-            "inputVolumeNode": p.inputVolume,
-            "threshold": p.threshold if p.thresholdMethod == "value" else p.thresholdMethod,
-            "smoothingMm": None if p.autoSmoothing else p.smoothingMm,
-            "minSeedDistanceMm": p.minSeedDistanceMm or None,
-            "seedDepthMm": p.seedDepthMm or None,
-            "landscape": p.landscape,
-            "darkObjects": p.darkObjects,
-            "foregroundSegmentationNode": p.foregroundSegmentation,
-            "foregroundSegmentId": self._segmentIdIn(p.foregroundSegmentation, "foregroundSegmentId"),
-            "seedSegmentationNode": p.seedsSegmentation,
-            "seedMarkupsNode": p.seedsMarkups,
-            "backgroundSegmentId": self._segmentIdIn(p.seedsSegmentation, "backgroundSegmentId"),
-            "backgroundMarkupsNode": p.backgroundMarkups,
-            "outputType": p.outputType,
-            "outputNode": outputNode,
-            "tableNode": p.objectTable,
-        }
-
-    def _segmentIdIn(self, segmentationNode, key: str):
-        """The kept segment ID if ``segmentationNode`` has it; None (all segments, or no background) otherwise."""
-        segmentId = self.extraParameter(key)
-        if segmentationNode is None or not segmentId or not segmentationNode.GetSegmentation().GetSegment(segmentId):
-            return None
-        return segmentId
+    def watershedArguments(self, parameterNode, preview: bool = False) -> dict:
+        """The keyword arguments of ``prepareWatershed`` (``prepareWatershedPreview`` if ``preview``) that the panel gives."""
+        segmentIds = (self.extraParameter("foregroundSegmentId"), self.extraParameter("backgroundSegmentId"))
+        arguments = watershedArgumentsFromPanel(parameterNode, *segmentIds, preview=preview)
+        return {**arguments, "previewNode": self.extraNode(PREVIEW_ROLE)} if preview else arguments
 
     def startJob(self, parameterNode, task: str = "segmentation") -> ThreadJob:
         """Check the inputs and read the voxels (main thread); return the not yet started thread that computes.
@@ -287,6 +277,8 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
             raise MedAIInputError(reason)
         if task == "evaluation":
             job = self.prepareEvaluation(**self.evaluationArguments(parameterNode))
+        elif task == "preview":
+            job = self.prepareWatershedPreview(**self.watershedArguments(parameterNode, preview=True))
         elif parameterNode.method == "watershed":
             job = self.prepareWatershed(**self.watershedArguments(parameterNode))
         else:
@@ -306,6 +298,11 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
                 parameterNode.evaluationTable = output.tableNode
                 parameterNode.instanceTable = output.instanceTableNode or parameterNode.instanceTable
             return output
+        if isinstance(job, WatershedPreviewJob):
+            self.setExtraNode(PREVIEW_ROLE, output.previewNode)  # the next preview overwrites it
+            return output
+        if (preview := self.extraNode(PREVIEW_ROLE)) and preview.GetDisplayNode():
+            preview.GetDisplayNode().SetVisibility(False)  # the objects take its place in the views
         output.outputNode.CreateDefaultDisplayNodes()
         if parameterNode is not None:
             isSegmentation = output.outputNode.IsA("vtkMRMLSegmentationNode")
@@ -325,7 +322,10 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
         }
 
     def summary(self, output) -> str:
-        """One line on a watershed's or an evaluation's output, for the status label."""
+        """One line on a watershed's, a preview's or an evaluation's output, for the status label."""
+        if isinstance(output, WatershedPreview):
+            text = _("{count} seeds: Apply would find {count} objects (estimated object radius {radius:.2f} mm).")
+            return text.format(count=output.seedCount, radius=output.objectRadiusMm)
         if not isinstance(output, EvaluationOutput):
             return _("{count} objects found (estimated object radius {radius:.2f} mm).").format(
                 count=output.objectCount, radius=output.objectRadiusMm
@@ -362,7 +362,7 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         return job.poll()
 
     def test_PanelRunsJobsInThreads(self):
-        """The panel's watershed and evaluation run in threads; Cancel adds nothing, evaluating again reuses the tables."""
+        """The panel's watershed, preview and evaluation run in threads; Cancel adds nothing; tables are reused."""
         logic = MedAISegmentationLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.inputVolume = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
@@ -370,7 +370,7 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         logic.setExtraNode("evaluationReference", sampledata.loadSampleData(slicer.mrmlScene, "NucleiMask2D"))
         logic.setExtraNode("evaluationPrediction", logic.extraNode("evaluationReference"))
         nodeCount = slicer.mrmlScene.GetNumberOfNodes()
-        for task in ("segmentation", "evaluation"):
+        for task in ("segmentation", "evaluation", "preview"):
             self.assertEqual(self._runJob(logic, parameterNode, task, cancel=True).state, WorkerState.CANCELLED)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
         status = self._runJob(logic, parameterNode, "segmentation")
@@ -379,6 +379,8 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         self.assertIs(parameterNode.outputLabelMap, output.outputNode)
         self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)  # the reference mask holds 125
         self.assertEqual(output.tableNode.GetNumberOfRows(), output.objectCount)
+        preview = logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "preview").result)
+        self.assertEqual((preview.seedCount, logic.extraNode(PREVIEW_ROLE)), (output.objectCount, preview.previewNode))
         logic.setExtraNode("evaluationPrediction", output.outputNode)
         parameterNode.instanceLevel = True
         evaluations = [logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "evaluation").result)]

@@ -139,6 +139,7 @@ class WatershedPreviewJob(WatershedJob):
         node.SetAndObserveTransformNodeID(self.inputVolumeNode.GetTransformNodeID())
         node.CreateDefaultDisplayNodes()
         segmentation, display = node.GetSegmentation(), node.GetDisplayNode()
+        display.SetVisibility(True)  # a reused preview may have been hidden
         segmentIds = {part: segmentation.GetNthSegmentID(n) for n, part in enumerate(masks)}
         for part, segmentId in segmentIds.items():
             display.SetSegmentOpacity2DFill(segmentId, PREVIEW_SEGMENTS[part][2])
