@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from MedAICommonLib.devices import describeDevice, isOutOfMemoryError, resolveDevice, runWithDeviceFallback
 from MedAICommonLib.errors import MedAIInputError
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_geometry_volumes import CASE_NAMES, addNonLinearTransform, makeGeometry, randomRotation
+
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.segmentations import (
     SegmentInfo,
@@ -12,7 +14,6 @@ from MedAICommonLib.segmentations import (
     labelmapFromSegmentation,
 )
 from MedAICommonLib.volumes import createVolumeFromArray, ijkToRasFromVolume
-from test_geometry_volumes import CASE_NAMES, addNonLinearTransform, makeGeometry, randomRotation
 
 SEGMENTS = [
     SegmentInfo("liver", (0.87, 0.51, 0.29), 1),

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import vtk
+from vtk.util import numpy_support
+
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.transforms import (
     createTransformNodeFromSitkTransform,
@@ -22,7 +24,6 @@ from MedAICommonLib.transforms import (
     toParentRasFromResamplingMatrixLps,
     updateTransformNodeFromSitkTransform,
 )
-from vtk.util import numpy_support
 
 LINEAR_TOLERANCE_MM = 1e-6
 NONLINEAR_TOLERANCE_MM = 1e-4

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.volumes import (
     LPS_TO_RAS,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
 from MedAICommonLib.jobs import (
     CancelToken,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.models import (
     FORMATS,
