@@ -10,13 +10,15 @@ Prints, in one run:
 - nuclei boxes (``NucleiMask2D``): mean Dice with crops, and the bare package on the whole image;
 - propagation through the brain from one box on the middle axial slice: 3D Dice.
 
-Usage: ``python benchmarks/bench_prompt.py [--slices 3] [--nuclei 20] [--no-propagation]``
+Usage: ``python benchmarks/bench_prompt.py [--slices 3] [--nuclei 20] [--parts latency,nuclei,brain,propagation]``
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,21 +31,15 @@ from MedAISegmentationLib.promptmodels import load_prompt_model
 from MedAISegmentationLib.promptsegment import EmbeddingCache, box_of_mask, segment_display_image
 from MedAISegmentationLib.promptslices import apply_window, intensity_window, prompt_region, to_model_frame
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
+from test_prompt_model import _boxRoi as roiAround  # noqa: E402  (one ROI helper for tests and benchmark)
+
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}  # Colin27 is stored R, A, S (KJI = S, A, R)
 
 
 def dice(a, b) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     return float(2.0 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum()))
-
-
-def roiAround(scene, ijkToRas, lowKji, highKji):
-    low = ijkToRas @ np.r_[np.asarray(lowKji, float)[::-1] - 0.5, 1.0]
-    high = ijkToRas @ np.r_[np.asarray(highKji, float)[::-1] + 0.5, 1.0]
-    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
-    roi.SetCenterWorld(*((low + high)[:3] / 2))
-    roi.SetSizeWorld(*np.abs(high - low)[:3])
-    return roi
 
 
 def sliceRoi(scene, volumeNode, mask, view, index):
@@ -177,7 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=3, help="brain slices per view (default: %(default)s)")
     parser.add_argument("--nuclei", type=int, default=20, help="nuclei (default: %(default)s)")
-    parser.add_argument("--no-propagation", action="store_true")
+    parser.add_argument(
+        "--parts", default="latency,nuclei,brain,propagation", help="comma-separated parts (default: %(default)s)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -185,12 +183,16 @@ def main() -> None:
     scene = sceneio.createScene()
     volumeNode = loadSampleData(scene, "Colin27")
     mask = labelmapFromSegmentation(loadSampleData(scene, "Colin27BrainMask"), volumeNode)[0] > 0
-    print("Latency (Colin27 axial slice 90):")
-    latency(scene, volumeNode, mask)
+    parts = args.parts.split(",")
+    if "latency" in parts:
+        print("Latency (Colin27 axial slice 90):")
+        latency(scene, volumeNode, mask)
     print("Quality:")
-    nuclei(scene, args.nuclei)
-    brainSlices(scene, volumeNode, mask, args.slices)
-    if not args.no_propagation:
+    if "nuclei" in parts:
+        nuclei(scene, args.nuclei)
+    if "brain" in parts:
+        brainSlices(scene, volumeNode, mask, args.slices)
+    if "propagation" in parts:
         propagation(scene, volumeNode, mask)
 
 
