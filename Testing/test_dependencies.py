@@ -14,6 +14,7 @@ from MedAICommonLib import dependencies
 from MedAICommonLib.dependencies import (
     Requirement,
     checkNoProtectedPackages,
+    downloadSizeClass,
     missingRequirements,
     pipInstallArguments,
     protectedConstraints,
@@ -127,3 +128,10 @@ def test_version_comparison_without_packaging(monkeypatch, installed, specifier,
     withPackaging = dependencies._versionSatisfies(installed, specifier)
     monkeypatch.setitem(sys.modules, "packaging.specifiers", None)
     assert dependencies._versionSatisfies(installed, specifier) == withPackaging == expected
+
+
+def test_download_size_class_grows_with_the_packages():
+    assert downloadSizeClass([Requirement("pynrrd", "==1.1.3")]).startswith("small")
+    assert downloadSizeClass([Requirement("scikit-image", "==0.26.0")]).startswith("medium")
+    assert downloadSizeClass(readRequirements()).startswith("large")
+    assert downloadSizeClass([Requirement("medai-unknown"), Requirement("medai-unknown2")]).startswith("medium")

