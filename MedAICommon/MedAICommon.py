@@ -11,6 +11,7 @@ import os
 import qt
 import slicer
 import vtk
+from MedAICommonDependencies import ensureMedAIDependencies
 from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
@@ -281,8 +282,9 @@ class MedAIPanelMixin(VTKObservationMixin):
         if self._jobRunner.running:
             self._jobRunner.cancel()
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the {what}.").format(what=what), waitCursor=True):
-            self._jobRunner.start(startJob(), button)
+        if ensureMedAIDependencies():  # installs what is missing at first use, after asking; False: declined
+            with slicer.util.tryWithErrorDisplay(_("Failed to start the {what}.").format(what=what), waitCursor=True):
+                self._jobRunner.start(startJob(), button)
         self.onParameterNodeModified()
 
 

@@ -135,3 +135,52 @@ def test_download_size_class_grows_with_the_packages():
     assert downloadSizeClass([Requirement("scikit-image", "==0.26.0")]).startswith("medium")
     assert downloadSizeClass(readRequirements()).startswith("large")
     assert downloadSizeClass([Requirement("medai-unknown"), Requirement("medai-unknown2")]).startswith("medium")
+
+
+SLICER_SIDE_SCRIPT = r"""
+import json, sys, types
+
+# Stand-ins for what only the Slicer desktop has (as in test_widgets.py); MedAICommonLib is the real one.
+base = types.ModuleType("slicer.ScriptedLoadableModule")
+base.ScriptedLoadableModule = type("ScriptedLoadableModule", (), {"__init__": lambda self, parent: setattr(self, "parent", parent)})
+sys.modules["slicer.ScriptedLoadableModule"] = base
+sys.modules["slicer.i18n"] = types.SimpleNamespace(tr=lambda text: text)
+sys.path.insert(0, sys.argv[1])
+import MedAICommonDependencies as d
+
+parent = types.SimpleNamespace()
+d.MedAICommonDependencies(parent)
+# Everything is installed here, so nothing is asked (slicer.app does not exist outside the desktop).
+print(json.dumps({"ensured": d.ensureMedAIDependencies(), "hidden": parent.hidden, "packaging": d._slicerPackaging()}))
+"""
+
+
+def test_slicer_side_does_nothing_when_everything_is_installed():
+    import json
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", SLICER_SIDE_SCRIPT, str(ROOT / "MedAICommon")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ensured": True, "hidden": True, "packaging": None}
+
+
+def test_slicer_side_uses_only_slicer_58_api(monkeypatch):
+    import ast
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("medai_test_widgets", ROOT / "Testing" / "test_widgets.py")
+    widgets = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, widgets)  # its dataclasses look their module up there
+    spec.loader.exec_module(widgets)
+    source = (ROOT / "MedAICommon" / "MedAICommonDependencies.py").read_text()
+    tree = ast.parse(source)
+    assert widgets.pythonApiProblems(tree) == []
+    # slicer.packaging (pip_ensure) arrived in 5.12: reached only through a guarded import, never as an attribute.
+    attributes = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "packaging"]
+    assert attributes == [] and '"slicer.packaging"' in source
