@@ -9,7 +9,6 @@ import os
 from typing import Annotated
 
 import slicer
-import vtk
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
@@ -20,9 +19,8 @@ from slicer import (
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
 
-from MedAICommon import MedAIJobRunner
+from MedAICommon import MedAILogicMixin, MedAIPanelMixin
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
 
@@ -94,43 +92,24 @@ class MedAIRegistrationParameterNode:
 #
 
 
-class MedAIRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Uses ScriptedLoadableModuleWidget base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
+class MedAIRegistrationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
+    """The panel; the plumbing shared by MedAI panels is in MedAICommon.MedAIPanelMixin."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # needed for parameter node observation
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._jobRunner = None
+        self.initPanel()
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedAIRegistration.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged to each node selector.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = MedAIRegistrationLogic()
-        self._jobRunner = MedAIJobRunner(self.ui.progressBar, self.ui.statusLabel, self._onJobEnded)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.setupPanel(self.resourcePath("UI/MedAIRegistration.ui"), MedAIRegistrationLogic())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-
-        # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self._jobRunner.close()
-        self.removeObservers()
+        self.cleanupPanel()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
@@ -138,67 +117,45 @@ class MedAIRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def exit(self) -> None:
         """Called each time the user opens a different module."""
-        # Do not react to parameter node changes (GUI will be updated when the user enters into the module)
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self.exitPanel()
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: a running job would write into nodes about to vanish."""
-        self._jobRunner.cancel()
-        self.setParameterNode(None)
+        self.sceneStartClosePanel()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+        self.sceneEndClosePanel()
 
     def initializeParameterNode(self) -> None:
         """Called on setup, enter and scene close: makes sure a parameter node exists and is shown."""
-        self.setParameterNode(self.logic.getParameterNode())
+        MedAIPanelMixin.initializeParameterNode(self)
         if not self._parameterNode.fixedVolume:
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
                 self._parameterNode.fixedVolume = firstVolumeNode
 
-    def setParameterNode(self, inputParameterNode) -> None:
-        """Called when the parameter node is replaced: binds the panel's widgets to it and observes it."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Each widget of the .ui names its parameter in the "SlicerParameterName" dynamic property.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
         """Called after every parameter change: enables Apply, or says on its tooltip (and the status line) why not."""
-        if self._jobRunner.running:
-            return  # Apply is the running job's Cancel button
-        reason = self.logic.whyCannotRegister(self._parameterNode)
-        self.ui.applyButton.enabled = not reason
-        self.ui.applyButton.toolTip = reason or _("Register the moving volume to the fixed volume.")
+        self.updateButtons(
+            ((self.ui.applyButton, "registration", _("Register the moving volume to the fixed volume.")),)
+        )
         pending = self.logic.pendingMessage(self._parameterNode.transformType) if self._parameterNode else ""
-        if pending:
+        if not self._jobRunner.running and pending:
             self.ui.statusLabel.text = pending
 
     def onApplyButton(self) -> None:
         """Called when the user clicks Apply; while a job runs, the same button cancels it."""
-        if self._jobRunner.running:
-            self._jobRunner.cancel()
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the registration."), waitCursor=True):
-            self._jobRunner.start(self.logic.startRegistration(self._parameterNode), self.ui.applyButton)
+        self.startOrCancel(
+            self.ui.applyButton, lambda: self.logic.startRegistration(self._parameterNode), _("registration")
+        )
 
-    def _onJobEnded(self, status) -> None:
+    def onJobEnded(self, status) -> None:
         """Called when the background registration ends: puts its results into the output nodes."""
         if status.state == WorkerState.COMPLETED:
             with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
                 self.ui.statusLabel.text = self.logic.finishJob(self._parameterNode, status.result)
-        self._checkCanApply()
+        self.onParameterNodeModified()
 
 
 #
@@ -206,7 +163,7 @@ class MedAIRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 #
 
 
-class MedAIRegistrationLogic(ScriptedLoadableModuleLogic):
+class MedAIRegistrationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
     """Turns the parameter node into MedAIRegistrationLib calls, run in a background worker.
 
     No algorithm lives here. Uses ScriptedLoadableModuleLogic base class, available at:
@@ -225,17 +182,12 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return MedAIRegistrationParameterNode(super().getParameterNode())
 
-    def pendingMessage(self, transformType: str) -> str:
-        """Which issue brings ``transformType``; empty once it is available."""
-        issue = self.PENDING_ISSUES.get(transformType)
-        if issue is None:
-            return ""
-        return _("The {transformType} registration arrives with issue #{issue}; nothing is computed yet.").format(
-            transformType=transformType, issue=issue
-        )
+    def whyCannotRun(self, parameterNode, task: str = "registration") -> str:
+        """The first thing that stops a registration, in the user's words; empty when it can run.
 
-    def whyCannotRegister(self, parameterNode) -> str:
-        """The first thing that stops a registration, in the user's words; empty when it can run."""
+        ``task`` is there for MedAIPanelMixin.updateButtons; the panel has one task, and what may be
+        pending is the transform type.
+        """
         if parameterNode is None:
             return _("The module has no parameter node yet.")
         if self.pendingMessage(parameterNode.transformType):
@@ -256,7 +208,7 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic):
         Raises:
             MedAIInputError: the transform type is not available yet, or an input is missing.
         """
-        reason = self.whyCannotRegister(parameterNode)
+        reason = self.whyCannotRun(parameterNode)
         if reason:
             raise MedAIInputError(reason)
         return self._createWorker(parameterNode)
@@ -354,7 +306,7 @@ class MedAIRegistrationTest(ScriptedLoadableModuleTest):
             parameterNode.transformType = transformType
             if transformType not in logic.PENDING_ISSUES:
                 continue
-            self.assertIn(f"#{logic.PENDING_ISSUES[transformType]}", logic.whyCannotRegister(parameterNode))
+            self.assertIn(f"#{logic.PENDING_ISSUES[transformType]}", logic.whyCannotRun(parameterNode))
             with self.assertRaises(MedAIInputError):
                 logic.startRegistration(parameterNode)
 
