@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from .explain_commands import addExplainParser
+from .model_commands import addModelParser
 from .prompt_commands import addPromptParser
 from .register_commands import addRegisterParser
 from .segment_commands import addEvaluateParser, addWatershedParser
+from .train_commands import addTrainParser
+from .uncertainty_commands import addUncertaintyParser
+from .web_commands import addWebParser
 
 __all__ = ["main", "buildParser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
 
@@ -27,17 +32,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran but a check it makes failed
 EXIT_USAGE = 2  # bad input or an unavailable command: nothing was written
 EXIT_CANCELLED = 130
-
-# Subcommands of the contract that later module issues implement: name -> one-line help.
-_PLANNED_COMMANDS = {
-    "uncertainty": "segmentation with a voxel-wise uncertainty map (not yet available)",
-    "explain": "heat map explaining a model's output (not yet available)",
-    "train": "train a segmentation, registration or classification model (not yet available)",
-}
-# Methods of 'medai segment' that later issues implement.
-_PLANNED_SEGMENT_METHODS = {
-    "model": "segment with a U-Net from the registry or your own model (not yet available)",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,8 +73,10 @@ def buildParser() -> argparse.ArgumentParser:
     _addSegmentCommand(commands)
     addEvaluateParser(commands)
     addRegisterParser(commands)
-    for name, summary in _PLANNED_COMMANDS.items():
-        _addPlannedCommand(commands, name, summary)
+    addUncertaintyParser(commands)
+    addExplainParser(commands)
+    addTrainParser(commands)
+    addWebParser(commands)
     _addDemoCommand(commands)
     return parser
 
@@ -90,8 +86,7 @@ def _addSegmentCommand(commands) -> None:
     methods = segment.add_subparsers(dest="method", metavar="METHOD", required=True)
     addWatershedParser(methods)
     addPromptParser(methods)
-    for name, summary in _PLANNED_SEGMENT_METHODS.items():
-        _addPlannedCommand(methods, name, summary, fullName=f"segment {name}")
+    addModelParser(methods)
 
 
 def _addDataCommand(commands) -> None:
@@ -112,20 +107,6 @@ def _addDemoCommand(commands) -> None:
         "--output", "-o", default="medai-output/demo", metavar="DIR", help="output folder (default: %(default)s)"
     )
     demo.set_defaults(run=_runDemo)
-
-
-def _addPlannedCommand(commands, name: str, summary: str, fullName: str | None = None) -> None:
-    command = commands.add_parser(name, help=summary, description=summary, add_help=True)
-    command.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    command.set_defaults(run=_notYetAvailable(fullName or name))
-
-
-def _notYetAvailable(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_arguments: argparse.Namespace) -> int:
-        print(f"error: 'medai {name}' is not yet available in this version.", file=sys.stderr)
-        return EXIT_USAGE
-
-    return run
 
 
 def _runDataList(_arguments: argparse.Namespace) -> int:
