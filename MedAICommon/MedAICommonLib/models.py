@@ -10,8 +10,8 @@ Weights locations (``weights.location`` in the JSON):
 - ``package:<package>/<path inside it>`` for weights shipped inside a pip package, found with
   ``importlib.util.find_spec`` without importing the package.
 
-Users' own models: a TorchScript file, a MONAI bundle folder, or a checkpoint with a config file
-(:func:`resolveModel`).
+Users' own models: a TorchScript file, a MONAI bundle folder, an nnU-Net v2 results folder, or a
+checkpoint with a config file (:func:`resolveModel`).
 
 Example::
 
@@ -135,8 +135,23 @@ def _userCard(path: Path, modelFormat: str, weights: Path, config: Path | None) 
     )
 
 
+def _nnUNetModel(path: Path) -> ModelCard:
+    """An nnU-Net v2 results folder (``plans.json``, ``dataset.json``, ``fold_N/checkpoint_*.pth``)."""
+    checkpoints = sorted(path.glob("fold_*/checkpoint_final.pth")) or sorted(path.glob("fold_*/checkpoint_*.pth"))
+    if not checkpoints:
+        raise MedAIInputError(f"nnU-Net results folder {path} has no fold_N/checkpoint_final.pth.")
+    return _userCard(path, "nnunetv2", checkpoints[0], path)
+
+
 def _userModel(path: Path, configFile: str | Path | None) -> ModelCard:
     path = path.resolve()
+    if path.is_dir() and (path / "plans.json").is_file() and (path / "dataset.json").is_file():
+        return _nnUNetModel(path)
+    trainerFolders = (
+        [p for p in path.glob("*/plans.json") if (p.parent / "dataset.json").is_file()] if path.is_dir() else []
+    )
+    if len(trainerFolders) == 1:  # the dataset folder holding a single trainer/plans/configuration folder
+        return _nnUNetModel(trainerFolders[0].parent)
     if path.is_dir():
         if not (path / "configs").is_dir():
             raise MedAIInputError(f"Folder {path} is not a MONAI bundle: it has no configs/ folder.")
@@ -164,7 +179,8 @@ def _userModel(path: Path, configFile: str | Path | None) -> ModelCard:
 def resolveModel(
     idOrPath: str | Path, registry: ModelRegistry | None = None, configFile: str | Path | None = None
 ) -> ModelCard:
-    """The card for a registry id, or for a user's own TorchScript file, MONAI bundle folder or checkpoint.
+    """The card for a registry id, or for a user's own TorchScript file, MONAI bundle folder, nnU-Net v2
+    results folder (``plans.json`` and ``dataset.json`` beside ``fold_N/``) or checkpoint.
 
     Args:
         idOrPath: a model id from the registry, or a path (a ``Path`` is never taken as an id).
