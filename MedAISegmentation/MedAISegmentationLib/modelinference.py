@@ -1,0 +1,332 @@
+"""Segmentation network inference on MONAI tensors: preprocessing, sliding window, and the exact way back.
+
+The steps, each usable alone (the uncertainty module passes its own ``predictor``):
+
+1. :func:`loadSegmentationModel` (from :mod:`.modelloading`): network, card, device.
+2. :func:`prepareInput`: each input volume (a ``MetaTensor`` ``(1, I, J, K)`` whose affine is
+   IJK-to-RAS, as :func:`MedAICommonLib.volumes.metaTensorFromVolume` gives it; one per input
+   channel, in the card's order) is normalised as the card says (on its own voxels), then resampled
+   onto the model grid (:mod:`.modelgrid`: the card's orientation and spacing, or ``fastSpacingMm``
+   in fast mode), giving ``.tensor`` ``(1, C, *model grid)``.
+3. :func:`slidingWindowProbabilities`: ``monai.inferers.sliding_window_inference`` with the card's
+   window and overlap and Gaussian blending of the logits, then softmax (sigmoid for one output
+   channel), checking the cancel token and reporting progress between window batches. On GPU
+   out-of-memory it retries with one window per batch and a smaller window, then on the CPU.
+4. ``PreparedInput.toInputGrid``: the probabilities back onto the input grid (trilinear, or an exact
+   voxel copy when the grids share voxel centres), renormalised so that they sum to one:
+   an array ``(L, K, J, I)``, the **KJI** order of :func:`MedAICommonLib.volumes.arrayFromVolume`,
+   where ``L`` counts the classes including background (class 0).
+
+Example::
+
+    model = loadSegmentationModel("BrainExtractionT1")
+    probabilities = predictProbabilities(model, metaTensorFromVolume(volumeNode), fast=True)
+    labels = probabilities.argmax(0)  # KJI, on the volume's grid
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from MedAICommonLib.errors import MedAIInputError
+from MedAICommonLib.jobs import CancelToken, ProgressCallback, subProgress
+
+from .modelgrid import modelGrid, normalizeIntensity, resampleTensor
+from .modelloading import LoadedModel, loadSegmentationModel
+
+__all__ = [
+    "LoadedModel",
+    "PreparedInput",
+    "loadSegmentationModel",
+    "prepareInput",
+    "slidingWindowProbabilities",
+    "predictProbabilities",
+    "windowCount",
+]
+
+
+@dataclass
+class PreparedInput:
+    """The network's input and what is needed to go back to the input grid.
+
+    Attributes:
+        tensor: float32 ``(1, C, *model grid)`` in the model's orientation, spacing and intensity (CPU).
+        inputShapeIjk: shape of the (first) input volume, IJK.
+        inputIjkToRas: its IJK-to-RAS matrix (3x3 in the plane of a single-slice image for a 2D model).
+        modelIjkToRas: IJK-to-RAS matrix of the model grid.
+        sliceAxis: for a 2D model, the IJK axis of the input of length 1 that was dropped; else None.
+    """
+
+    tensor: Any
+    inputShapeIjk: tuple[int, ...]
+    inputIjkToRas: np.ndarray
+    modelIjkToRas: np.ndarray
+    sliceAxis: int | None = None
+
+    def toInputGrid(self, probabilities: Any) -> np.ndarray:
+        """Probabilities ``(1, L, *model grid)`` (any device) as a float32 array ``(L, K, J, I)`` on the input grid.
+
+        Interpolation pads with the border values, and each voxel is renormalised, so the classes
+        sum to one everywhere.
+        """
+        import torch
+
+        planeShape = tuple(n for axis, n in enumerate(self.inputShapeIjk) if axis != self.sliceAxis)
+        onInput = resampleTensor(probabilities[0], self.modelIjkToRas, self.inputIjkToRas, planeShape, "border")
+        onInput = onInput / onInput.sum(0, keepdim=True).clamp_min(1e-12)
+        if self.sliceAxis is not None:
+            onInput = onInput.unsqueeze(1 + self.sliceAxis)
+        return onInput.permute(0, 3, 2, 1).to("cpu", torch.float32).numpy().copy()
+
+
+def _asMetaTensors(volumes: Any) -> list[Any]:
+    from monai.data import MetaTensor
+
+    items = list(volumes) if isinstance(volumes, (list, tuple)) else [volumes]
+    for index, item in enumerate(items):
+        if not isinstance(item, MetaTensor) or item.ndim != 4 or item.shape[0] != 1:
+            raise MedAIInputError(
+                f"Input {index + 1} must be a MetaTensor of shape (1, I, J, K) with an IJK-to-RAS affine "
+                f"(metaTensorFromVolume), got {type(item).__name__} {tuple(getattr(item, 'shape', ()))}."
+            )
+    return items
+
+
+def _checkVolumes(model: LoadedModel, items: list[Any]) -> int | None:
+    """Refuse inputs the model cannot segment; returns the dropped axis of a single-slice image for a 2D model."""
+    card, expected = model.card, model.channelCount
+    if expected is not None and len(items) != expected:
+        names = ", ".join(c["name"] for c in card.inputChannels) or f"{expected} volumes"
+        raise MedAIInputError(f"Model '{card.id}' takes {expected} input volume(s) ({names}), got {len(items)}.")
+    shape = tuple(items[0].shape[1:])
+    singleAxes = [axis for axis, n in enumerate(shape) if n == 1]
+    if card.spatialDims == 3 and singleAxes:
+        raise MedAIInputError(f"The image is 2D (size {'x'.join(map(str, shape))}) but model '{card.id}' is 3D.")
+    if card.spatialDims == 2 and not singleAxes:
+        raise MedAIInputError(
+            f"The image is 3D (size {'x'.join(map(str, shape))}) but model '{card.id}' is 2D; give one slice."
+        )
+    for index, item in enumerate(items):
+        if card.spatialDims == 2 and tuple(item.shape[1:]) != shape:
+            raise MedAIInputError(f"Input {index + 1} of the 2D model '{card.id}' has another size than input 1.")
+        values = item.as_tensor()
+        if not bool(values.isfinite().all()) if values.is_floating_point() else False:
+            raise MedAIInputError(f"Input {index + 1} has NaN or infinite voxels.")
+        if float(values.max()) == float(values.min()):
+            raise MedAIInputError(f"Input {index + 1} is empty: all its voxels are {float(values.min()):g}.")
+    return singleAxes[0] if card.spatialDims == 2 else None
+
+
+def _planeAffine(affine: np.ndarray, sliceAxis: int) -> np.ndarray:
+    """A 3x3 in-plane IJK-to-plane matrix for a single-slice image (its spacing, no rotation)."""
+    keep = [axis for axis in range(3) if axis != sliceAxis]
+    spacing = np.linalg.norm(affine[:3, keep], axis=0)
+    return np.diag([*spacing, 1.0])
+
+
+def prepareInput(loadedModel: LoadedModel, volumes: Any, fast: bool = False) -> PreparedInput:
+    """Normalise and resample input volumes onto the model grid (see the module docstring).
+
+    Args:
+        loadedModel: from :func:`loadSegmentationModel`.
+        volumes: a ``MetaTensor`` ``(1, I, J, K)`` with affine IJK-to-RAS, or a list of them, one per
+            input channel in the card's order; channels may lie on different grids (each is
+            resampled onto the model grid of the first).
+        fast: use the card's coarser ``fastSpacingMm`` (when it has one).
+
+    Returns:
+        The :class:`PreparedInput`.
+
+    Raises:
+        MedAIInputError: wrong number of volumes, a 2D image for a 3D model (or the reverse), NaN
+            voxels, or an empty/constant image.
+    """
+    import torch
+
+    card = loadedModel.card
+    if loadedModel.runner is not None:
+        raise MedAIInputError(f"Model '{card.id}' runs through nnU-Net's own pipeline; use predictProbabilities.")
+    items = _asMetaTensors(volumes)
+    sliceAxis = _checkVolumes(loadedModel, items)
+    spacing = card.fastSpacingMm if fast and card.fastSpacingMm else card.inputSpacingMm
+    firstAffine = np.asarray(items[0].affine, dtype=np.float64)
+    shapeIjk = tuple(int(n) for n in items[0].shape[1:])
+    if sliceAxis is None:
+        inputAffine = firstAffine
+        modelAffine, modelShape = modelGrid(inputAffine, shapeIjk, card.orientation, spacing)
+    else:
+        inputAffine = _planeAffine(firstAffine, sliceAxis)
+        planeShape = tuple(n for axis, n in enumerate(shapeIjk) if axis != sliceAxis)
+        modelAffine, modelShape = modelGrid(inputAffine, planeShape, None, spacing)
+    channels = []
+    for item in items:
+        values = torch.from_numpy(normalizeIntensity(item.as_tensor().numpy()[0], card.intensity))[None]
+        if sliceAxis is None:
+            affine = np.asarray(item.affine, dtype=np.float64)
+        else:
+            values, affine = values.squeeze(1 + sliceAxis), inputAffine
+        channels.append(resampleTensor(values, affine, modelAffine, modelShape, "zeros")[0])
+    tensor = torch.stack(channels)[None].contiguous()
+    return PreparedInput(tensor, shapeIjk, inputAffine, modelAffine, sliceAxis)
+
+
+def windowCount(shape: Sequence[int], roiSizePx: Sequence[int], overlap: float) -> int:
+    """How many windows ``sliding_window_inference`` visits on an image of ``shape`` (same rule as MONAI)."""
+    count = 1
+    for size, roi in zip(shape, roiSizePx):
+        if roi >= size:
+            continue
+        interval = max(int(roi * (1 - overlap)), 1)
+        count *= math.ceil((size - roi) / interval) + 1
+    return count
+
+
+def _windowDivisor(card: Any) -> int:
+    arguments = card.networkArguments
+    if str(card.builder).endswith("networks:buildNetwork") and "architecture" in arguments:
+        from .networks import sizeMultiple
+
+        return sizeMultiple(arguments["architecture"], arguments.get("channels", (16, 32, 64, 128)))
+    channels = arguments.get("channels")
+    return 2 ** (len(channels) - 1) if isinstance(channels, (list, tuple)) else 16
+
+
+def _windowSize(card: Any, shape: Sequence[int], shrink: float = 1.0) -> tuple[int, ...]:
+    """The card's window (or the whole image), no larger than the image, a multiple of the network's stride."""
+    if card.networkArguments.get("imgSize"):  # UNETR only takes windows of the size it was built for
+        return tuple(int(n) for n in card.networkArguments["imgSize"])
+    divisor = _windowDivisor(card)
+    wanted = card.roiSizePx or tuple(shape)
+    sizes = []
+    for size, roi in zip(shape, wanted):
+        roi = min(int(roi * shrink), math.ceil(size / divisor) * divisor)
+        sizes.append(max(divisor, roi // divisor * divisor))
+    return tuple(sizes)
+
+
+def _slidingWindow(loadedModel, tensor, predictor, device, roi, batch, progress, cancelToken) -> Any:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    batches = math.ceil(windowCount(tensor.shape[2:], roi, loadedModel.card.overlap) / batch)
+    done = [0]
+
+    def guardedPredictor(windows: Any) -> Any:
+        if cancelToken is not None:
+            cancelToken.raiseIfCancelled()
+        logits = predictor(windows)
+        logits = logits[0] if isinstance(logits, (list, tuple)) else logits
+        done[0] += 1
+        if progress is not None:
+            progress(done[0] / batches, f"Window batch {done[0]} of {batches}")
+        return logits
+
+    with torch.no_grad():
+        logits = sliding_window_inference(
+            tensor.to(device), roi, batch, guardedPredictor, overlap=loadedModel.card.overlap, mode="gaussian"
+        )
+        if logits.shape[1] == 1:
+            foreground = torch.sigmoid(logits)
+            return torch.cat([1 - foreground, foreground], 1)
+        return torch.softmax(logits, 1)
+
+
+def slidingWindowProbabilities(
+    loadedModel: LoadedModel,
+    tensor: Any,
+    predictor: Callable[[Any], Any] | None = None,
+    progress: ProgressCallback | None = None,
+    cancelToken: CancelToken | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Any:
+    """Class probabilities of a prepared tensor by sliding-window inference with Gaussian blending.
+
+    Args:
+        loadedModel: from :func:`loadSegmentationModel`.
+        tensor: ``PreparedInput.tensor``, ``(1, C, *model grid)``.
+        predictor: callable windows ``(B, C, *window)`` -> logits ``(B, L, *window)`` on the device
+            of the windows it gets; default ``loadedModel.network``.
+        progress: ``progress(fraction, message)`` after each batch of windows.
+        cancelToken: checked before each batch of windows.
+        log: receives one sentence when a GPU runs out of memory and a fallback is taken.
+
+    Returns:
+        ``(1, L, *model grid)`` float32 probabilities summing to one over ``L`` (on the device used).
+
+    Raises:
+        MedAICancelledError: the token was cancelled.
+        MedAIInputError: the network rejects the input (e.g. another channel count than it was built for).
+    """
+    from MedAICommonLib.devices import isOutOfMemoryError
+
+    device = loadedModel.device
+    shape = tuple(tensor.shape[2:])
+    attempts = [(device, _windowSize(loadedModel.card, shape), 1 if device.type == "cpu" else 4)]
+    attempts.append((device, _windowSize(loadedModel.card, shape, 0.75), 1))
+    if device.type != "cpu":
+        attempts.append(("cpu", attempts[0][1], 1))
+    for number, (where, roi, batch) in enumerate(attempts):
+        import torch
+
+        where = torch.device(where)
+        if where != loadedModel.device:
+            for member in loadedModel.members:
+                member.to(where)
+            loadedModel.device = where
+        try:
+            run = predictor or loadedModel.network
+            return _slidingWindow(loadedModel, tensor, run, where, roi, batch, progress, cancelToken)
+        except RuntimeError as error:
+            if not isOutOfMemoryError(error) or number == len(attempts) - 1:
+                if "channels" in str(error) and "expected" in str(error):
+                    raise MedAIInputError(
+                        f"Model '{loadedModel.card.id}' cannot take this input: {str(error).splitlines()[0]}"
+                    ) from None
+                raise
+        if where.type == "cuda":
+            torch.cuda.empty_cache()
+        if log is not None:
+            log(
+                f"{where.type.upper()} ran out of memory with window {roi} x {batch}; trying {attempts[number + 1][:2]}."
+            )
+    raise AssertionError("unreachable")
+
+
+def predictProbabilities(
+    loadedModel: LoadedModel,
+    volumes: Any,
+    fast: bool = False,
+    progress: ProgressCallback | None = None,
+    cancelToken: CancelToken | None = None,
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """:func:`prepareInput`, :func:`slidingWindowProbabilities` and ``toInputGrid`` in one call.
+
+    Returns:
+        float32 ``(L, K, J, I)`` class probabilities on the grid of the first input volume, summing to one.
+    """
+    if loadedModel.runner is not None:
+        from .modelbundle import nnUNetProbabilities
+
+        items = _asMetaTensors(volumes)
+        _checkVolumes(loadedModel, items)
+        arrays = [item.as_tensor().numpy()[0].transpose(2, 1, 0) for item in items]
+        spacing = np.linalg.norm(np.asarray(items[0].affine, dtype=float)[:3, :3], axis=0)[::-1]
+        return nnUNetProbabilities(loadedModel.runner, arrays, tuple(spacing), fast)
+    prepared = prepareInput(loadedModel, volumes, fast)
+    if progress is not None:
+        progress(0.1, "Input resampled onto the model grid")
+    probabilities = slidingWindowProbabilities(
+        loadedModel, prepared.tensor, None, subProgress(progress, 0.1, 0.9), cancelToken, log
+    )
+    if cancelToken is not None:
+        cancelToken.raiseIfCancelled()
+    onInput = prepared.toInputGrid(probabilities)
+    if progress is not None:
+        progress(1.0, "Probabilities on the input grid")
+    return onInput
