@@ -7,7 +7,8 @@ before touching the scene, and on failure or cancel leaves the scene as it was.
 The work is split by responsibility: :mod:`.watershedlogic` (inputs, the job, its steps) with
 :mod:`.watershedoutput` (output nodes and the object table), :mod:`.watershedpreview` (the
 foreground and seeds a run would flood, before flooding), and :mod:`.evaluationlogic`
-(inputs, the job, its steps) with :mod:`.evaluationoutput` (results and metric tables). This class combines their entry points; the desktop module's
+(inputs, the job, its steps) with :mod:`.evaluationoutput` (results and metric tables), and
+:mod:`.modellogic` (segmentation with a network, see :mod:`.modelinference`). This class combines their entry points; the desktop module's
 logic class derives from it and from ``ScriptedLoadableModuleLogic``.
 
 Geometry: points are RAS millimetres (world, parent transforms applied); outputs lie on the
@@ -32,6 +33,7 @@ from MedAICommonLib.resampling import resampleLabelsNearest
 
 from .canonicalgrid import canonicalAxes, localIjkToRas
 from .evaluationlogic import EvaluationJob, EvaluationLogic, EvaluationOutput
+from .modellogic import ModelInferenceLogic, ModelSegmentationJob, ModelSegmentationOutput
 from .watershedlogic import WatershedJob, WatershedLogic
 from .watershedoutput import WatershedOutput, objectColor
 from .watershedpreview import WatershedPreview, WatershedPreviewJob, WatershedPreviewLogic
@@ -44,6 +46,8 @@ __all__ = [
     "WatershedPreview",
     "EvaluationJob",
     "EvaluationOutput",
+    "ModelSegmentationJob",
+    "ModelSegmentationOutput",
     "objectColor",
     # Defined in canonicalgrid and MedAICommonLib.resampling; importable from here too.
     "canonicalAxes",
@@ -52,8 +56,8 @@ __all__ = [
 ]
 
 
-class MedAISegmentationLogic(WatershedLogic, WatershedPreviewLogic, EvaluationLogic):
-    """The MedAISegmentation module's work on MRML nodes: watershed, its preview and evaluation.
+class MedAISegmentationLogic(WatershedLogic, WatershedPreviewLogic, EvaluationLogic, ModelInferenceLogic):
+    """The MedAISegmentation module's work on MRML nodes: watershed, its preview, evaluation and networks.
 
     Qt-free: runs in the desktop, in plain Python on slicer-core and behind ``medai``. It holds no
     state, so constructing it is free and it mixes with ``ScriptedLoadableModuleLogic``.
@@ -61,5 +65,6 @@ class MedAISegmentationLogic(WatershedLogic, WatershedPreviewLogic, EvaluationLo
     Entry points: :meth:`runWatershed` (or :meth:`prepareWatershed` for the three-step
     :class:`WatershedJob`), :meth:`runWatershedPreview` (or :meth:`prepareWatershedPreview` for the
     three-step :class:`WatershedPreviewJob`: the foreground and the seeds before flooding) and :meth:`evaluateSegmentation` (or :meth:`prepareEvaluation` for the
-    three-step :class:`EvaluationJob`).
+    three-step :class:`EvaluationJob`) and :meth:`segmentWithModel` (or :meth:`prepareModelSegmentation`
+    for the three-step :class:`ModelSegmentationJob`: shipped or users' networks, see :mod:`.modellogic`).
     """
