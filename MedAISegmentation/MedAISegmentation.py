@@ -1,13 +1,18 @@
 """MedAI Segmentation: seeded watershed, U-Net models and Segment-Anything-style prompts.
 
 The algorithms live in MedAISegmentationLib (plain Python, no Qt); this file holds the Slicer module:
-metadata, parameter node, panel, the logic adapter that turns the parameter node into Lib calls (the
-watershed and the evaluation compute in a background thread), and the self-test.
+metadata, parameter node, panel, the logic adapter that turns the parameter node into Lib calls (every
+method and the evaluation compute in a background thread), and the self-test. The panel's Model and
+Prompt sections and the model and prompt jobs live in the MedAISegmentationWidgets package beside it.
 """
 
 from typing import Annotated
 
 import slicer
+from MedAISegmentationWidgets.modelsection import ModelSection
+from MedAISegmentationWidgets.panellogic import PREVIEW_ROLE, PanelLogicMixin
+from MedAISegmentationWidgets.panelstate import EXTRA_SELECTORS, keepSelection, showParameters, summary
+from MedAISegmentationWidgets.promptsection import PromptSection
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
@@ -15,6 +20,7 @@ from slicer import (
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
     vtkMRMLTableNode,
+    vtkMRMLVectorVolumeNode,
 )
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -25,23 +31,15 @@ from MedAICommonLib import sampledata
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
 from MedAICommonLib.threadjob import ThreadJob
-from MedAISegmentationLib.logic import EvaluationJob, EvaluationOutput, WatershedPreview, WatershedPreviewJob
+from MedAISegmentationLib.logic import EvaluationJob, WatershedPreview, WatershedPreviewJob
 from MedAISegmentationLib.logic import MedAISegmentationLogic as LibLogic
-from MedAISegmentationLib.watershedlogic import watershedArgumentsFromPanel
 
 SEGMENTATION_METHODS = ["watershed", "model", "prompt"]
 DEVICES = ["auto", "cpu", "cuda"]
 THRESHOLD_METHODS = ["adaptive", "otsu", "value"]
 LANDSCAPES = ["distance", "gradient"]
 OUTPUT_TYPES = ["segmentation", "labelmap"]
-# Panel selectors whose value no typed field fits: segment selectors (segment ID) and node selectors of two classes.
-EXTRA_SELECTORS = [
-    ("foregroundSegmentSelector", "foregroundSegmentId"),
-    ("backgroundSegmentSelector", "backgroundSegmentId"),
-    ("referenceSelector", "evaluationReference"),
-    ("predictionSelector", "evaluationPrediction"),
-]
-PREVIEW_ROLE = "watershedPreview"  # the preview segmentation, kept on the parameter node and overwritten each time
+SLICE_VIEWS = ["auto", "axial", "coronal", "sagittal"]
 
 
 class MedAISegmentation(ScriptedLoadableModule):
@@ -69,7 +67,9 @@ class MedAISegmentationParameterNode:
     """The settings of the Segmentation panel, saved with the scene (see the .ui tooltips).
 
     minSeedDistanceMm 0: automatic; seedDepthMm 0: off; smoothingMm counts when autoSmoothing is off.
-    Segment IDs and the evaluation's reference and prediction are kept by the logic's ``extra*`` methods.
+    modelPath/modelCardPath: the user's own model (the registry model is kept by ``extraParameter("modelId")``);
+    promptCheckpoint empty: LiteMedSAM. Segment IDs, extra input channels and the evaluation's reference and
+    prediction are kept by the logic's ``extra*`` methods.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -86,15 +86,23 @@ class MedAISegmentationParameterNode:
     seedsSegmentation: vtkMRMLSegmentationNode
     seedsMarkups: vtkMRMLMarkupsFiducialNode
     backgroundMarkups: vtkMRMLMarkupsFiducialNode
-    modelId: str = ""
+    modelPath: str = ""
+    modelCardPath: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"
+    fastMode: bool = False
+    keepProbabilities: bool = False
+    promptCheckpoint: str = ""
     promptBox: vtkMRMLMarkupsROINode
     promptPoints: vtkMRMLMarkupsFiducialNode
+    negativePoints: bool = False
+    sliceView: Annotated[str, Choice(SLICE_VIEWS)] = "auto"
+    propagate: bool = False
+    autoSegment: bool = False
     outputType: Annotated[str, Choice(OUTPUT_TYPES)] = "segmentation"
     outputSegmentation: vtkMRMLSegmentationNode
     outputLabelMap: vtkMRMLLabelMapVolumeNode
     objectTable: vtkMRMLTableNode
-    outputProbabilityVolume: vtkMRMLScalarVolumeNode
+    outputProbabilityVolume: vtkMRMLVectorVolumeNode
     instanceLevel: bool = False
     iouThreshold: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
     evaluationTable: vtkMRMLTableNode
@@ -109,6 +117,7 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         self.initPanel()
         self._updatingGui = False
+        self.modelSection = self.promptSection = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -122,10 +131,13 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
             selector = getattr(self.ui, name)
             signal = "currentSegmentChanged(QString)" if "Segment" in name else "currentNodeChanged(vtkMRMLNode*)"
             selector.connect(signal, lambda value, s=selector, k=key: self._keep(s, k, value))
+        self.modelSection = ModelSection(self.ui, self.logic, self.onParameterNodeModified)
+        self.promptSection = PromptSection(self.ui, self.logic, self._jobRunner, self.onApplyButton)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self.promptSection.close()
         self.cleanupPanel()
 
     def enter(self) -> None:
@@ -138,6 +150,7 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: a running job would write into nodes about to vanish."""
+        self.promptSection.sceneClosing()
         self.sceneStartClosePanel()
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -150,7 +163,9 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         if parameters and not self._updatingGui:
             self._updatingGui = True
             try:
-                self._showParameters(parameters)
+                showParameters(self.ui, self.logic, parameters)
+                self.modelSection.update(parameters)
+                self.promptSection.update(parameters)
             finally:
                 self._updatingGui = False
         self.updateButtons(
@@ -164,45 +179,14 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         if pending and not self._jobRunner.running:
             self.ui.statusLabel.text = pending
 
-    def _showParameters(self, parameters) -> None:
-        method = parameters.method
-        self.ui.watershedCollapsibleButton.visible = method == "watershed"
-        self.ui.modelCollapsibleButton.visible = method in ("model", "prompt")
-        self.ui.promptCollapsibleButton.visible = method == "prompt"
-        thresholded = not parameters.foregroundSegmentation
-        self.ui.thresholdMethodComboBox.enabled = thresholded
-        self.ui.thresholdSpinBox.enabled = thresholded and parameters.thresholdMethod == "value"
-        self.ui.smoothingSpinBox.enabled = not parameters.autoSmoothing
-        self.ui.minSeedDistanceSpinBox.enabled = parameters.seedDepthMm == 0
-        self.ui.outputSegmentationSelector.enabled = parameters.outputType == "segmentation"
-        self.ui.outputLabelMapSelector.enabled = parameters.outputType == "labelmap"
-        self.ui.iouThresholdSpinBox.enabled = parameters.instanceLevel
-        background = parameters.seedsSegmentation
-        segmentations = {"foregroundSegmentId": parameters.foregroundSegmentation, "backgroundSegmentId": background}
-        for name, key in EXTRA_SELECTORS:
-            selector, segmentation = getattr(self.ui, name), segmentations.get(key)
-            selector.setCurrentNode(self.logic.extraNode(key) if key.startswith("evaluation") else segmentation)
-            if segmentation is not None:
-                selector.setCurrentSegmentID(self.logic.extraParameter(key) or "")
-                # The selector falls back on the first segment when the kept one is gone: keep what it shows.
-                if (selector.currentSegmentID() or None) != self.logic.extraParameter(key):
-                    self.logic.setExtraParameter(key, selector.currentSegmentID())
-        self.ui.foregroundSegmentSelector.enabled = bool(parameters.foregroundSegmentation)
-        self.ui.backgroundSegmentSelector.enabled = bool(background)
-
     def _keep(self, selector, key: str, value) -> None:
         """Called when the user picks a segment, the reference or the prediction: keeps it on the parameter node."""
-        if self._updatingGui or not self._parameterNode:
-            return
-        if isinstance(value, str):
-            if selector.currentNode():  # no segmentation: nothing to remember
-                self.logic.setExtraParameter(key, value)
-        else:
-            self.logic.setExtraNode(key, value)
-        self.onParameterNodeModified()
+        if not self._updatingGui and self._parameterNode:
+            keepSelection(self.logic, selector, key, value)
+            self.onParameterNodeModified()
 
     def onApplyButton(self) -> None:
-        """Called when the user clicks Apply; while the watershed runs, the same button cancels it."""
+        """Called when the user clicks Apply; while the method runs, the same button cancels it."""
         self.startOrCancel(self.ui.applyButton, lambda: self.logic.startJob(self._parameterNode), _("segmentation"))
 
     def onEvaluateButton(self) -> None:
@@ -218,7 +202,7 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         )
 
     def onJobEnded(self, status) -> None:
-        """Called when the watershed or the evaluation ends: adds its outputs or tables to the scene."""
+        """Called when a job ends: adds its outputs or tables to the scene and shows them."""
         if status.state == WorkerState.COMPLETED:
             with slicer.util.tryWithErrorDisplay(_("Failed to add the results to the scene."), waitCursor=True):
                 output = self.logic.finishJob(self._parameterNode, status.result)
@@ -226,24 +210,29 @@ class MedAISegmentationWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
                     slicer.util.setSliceViewerLayers(label=output.outputNode)  # an evaluation has tables only
                 if isinstance(output, WatershedPreview):  # over its input, the image showing through
                     slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
-                self.ui.statusLabel.text = self.logic.summary(output)
+                self.ui.statusLabel.text = summary(output)
         self.onParameterNodeModified()
 
 
-class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLogic):
-    """The Lib's logic (``runWatershed``, ``evaluateSegmentation``, their ``prepare*`` jobs) plus parameter-node adapters.
+class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, PanelLogicMixin, LibLogic):
+    """The Lib's logic (``runWatershed``, ``segmentWithModel``, ``evaluateSegmentation``...) plus parameter-node adapters.
 
-    Console: ``MedAISegmentationLogic().runWatershed(inputVolumeNode=volume)``. No algorithm lives here.
+    Console: ``MedAISegmentationLogic().runWatershed(inputVolumeNode=volume)``. No algorithm lives here; the
+    adapters from the parameter node to Lib calls and jobs are in ``MedAISegmentationWidgets.panellogic``.
     """
 
     # The issue that brings each method; an entry leaves when its algorithm lands in the Lib.
     PENDING_ISSUES = {"model": 4, "prompt": 5}
 
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.initPanelLogic()
+
     def getParameterNode(self):
         return MedAISegmentationParameterNode(super().getParameterNode())
 
     def whyCannotRun(self, parameterNode, task: str) -> str:
-        """The first thing that stops ``task`` ("segmentation" or "evaluation"), in the user's words; empty if none."""
+        """The first thing that stops ``task`` ("segmentation", "preview" or "evaluation"), in the user's words."""
         if parameterNode is None:
             return _("The module has no parameter node yet.")
         if task == "evaluation":
@@ -256,18 +245,10 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
             return _("The preview shows the watershed's foreground and seeds; choose the watershed method.")
         if not parameterNode.inputVolume:
             return _("Select an input volume.")
-        if parameterNode.backgroundMarkups and not (parameterNode.seedsSegmentation or parameterNode.seedsMarkups):
-            return _("Background points need object seeds: select seed segments or seed points.")
-        return ""
-
-    def watershedArguments(self, parameterNode, preview: bool = False) -> dict:
-        """The keyword arguments of ``prepareWatershed`` (``prepareWatershedPreview`` if ``preview``) that the panel gives."""
-        segmentIds = (self.extraParameter("foregroundSegmentId"), self.extraParameter("backgroundSegmentId"))
-        arguments = watershedArgumentsFromPanel(parameterNode, *segmentIds, preview=preview)
-        return {**arguments, "previewNode": self.extraNode(PREVIEW_ROLE)} if preview else arguments
+        return self.whyMethodCannotRun(parameterNode)
 
     def startJob(self, parameterNode, task: str = "segmentation") -> ThreadJob:
-        """Check the inputs and read the voxels (main thread); return the not yet started thread that computes.
+        """Check the inputs and read them (main thread); return the not yet started thread that computes.
 
         Raises:
             MedAIInputError: the method is not available yet, or an input is missing or unsuitable.
@@ -279,19 +260,20 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
             job = self.prepareEvaluation(**self.evaluationArguments(parameterNode))
         elif task == "preview":
             job = self.prepareWatershedPreview(**self.watershedArguments(parameterNode, preview=True))
-        elif parameterNode.method == "watershed":
-            job = self.prepareWatershed(**self.watershedArguments(parameterNode))
         else:
-            raise NotImplementedError(f"No background job for {task} with {parameterNode.method}.")
+            job = self.prepareMethodJob(parameterNode)
 
         def compute(progress, cancelToken):
-            job.compute(progress, cancelToken)  # numpy, SimpleITK, MONAI only: no Qt, no MRML in this thread
+            job.compute(progress, cancelToken)  # arrays, SimpleITK, torch, private scenes: no Qt, no shown node
             return job
 
         return ThreadJob(compute, name=f"MedAI {task}")
 
     def finishJob(self, parameterNode, job):
         """Add a computed job's outputs or tables to the scene (main thread); select them in the panel."""
+        output = self.finishMethodJob(parameterNode, job)
+        if output is not None:
+            return output
         output = job.createNodes()
         if isinstance(job, EvaluationJob):
             if parameterNode is not None:
@@ -309,34 +291,6 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLo
             setattr(parameterNode, "outputSegmentation" if isSegmentation else "outputLabelMap", output.outputNode)
             parameterNode.objectTable = output.tableNode or parameterNode.objectTable
         return output
-
-    def evaluationArguments(self, parameterNode) -> dict:
-        """The keyword arguments of ``evaluateSegmentation``/``prepareEvaluation`` that the panel's settings give."""
-        return {
-            "referenceNode": self.extraNode("evaluationReference"),
-            "predictionNode": self.extraNode("evaluationPrediction"),
-            "instanceLevel": parameterNode.instanceLevel,
-            "iouThreshold": parameterNode.iouThreshold,
-            "tableNode": parameterNode.evaluationTable,
-            "instanceTableNode": parameterNode.instanceTable,
-        }
-
-    def summary(self, output) -> str:
-        """One line on a watershed's, a preview's or an evaluation's output, for the status label."""
-        if isinstance(output, WatershedPreview):
-            text = _("{count} seeds: Apply would find {count} objects (estimated object radius {radius:.2f} mm).")
-            return text.format(count=output.seedCount, radius=output.objectRadiusMm)
-        if not isinstance(output, EvaluationOutput):
-            return _("{count} objects found (estimated object radius {radius:.2f} mm).").format(
-                count=output.objectCount, radius=output.objectRadiusMm
-            )
-        dice = [row["dice"] for row in output.segments if row["dice"] == row["dice"]]  # NaN: undefined
-        text = _("{count} segments compared; mean Dice {dice:.3f}.").format(
-            count=len(output.segments), dice=sum(dice) / len(dice) if dice else float("nan")
-        )
-        if output.instances:
-            text += _(" Objects: {matched} of {reference_count} matched, F1 {f1:.3f}.").format(**output.instances)
-        return text
 
 
 class MedAISegmentationTest(ScriptedLoadableModuleTest):
@@ -358,8 +312,13 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         job.start()
         if cancel:
             job.cancel()
-        self.assertTrue(job.wait(120))
+        self.assertTrue(job.wait(300))
         return job.poll()
+
+    def _finish(self, logic, parameterNode, task: str = "segmentation"):
+        status = self._runJob(logic, parameterNode, task)
+        self.assertEqual(status.state, WorkerState.COMPLETED, status.errorMessage)
+        return logic.finishJob(parameterNode, status.result)
 
     def test_PanelRunsJobsInThreads(self):
         """The panel's watershed, preview and evaluation run in threads; Cancel adds nothing; tables are reused."""
@@ -373,18 +332,15 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         for task in ("segmentation", "evaluation", "preview"):
             self.assertEqual(self._runJob(logic, parameterNode, task, cancel=True).state, WorkerState.CANCELLED)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
-        status = self._runJob(logic, parameterNode, "segmentation")
-        self.assertEqual(status.state, WorkerState.COMPLETED, status.errorMessage)
-        output = logic.finishJob(parameterNode, status.result)
+        output = self._finish(logic, parameterNode)
         self.assertIs(parameterNode.outputLabelMap, output.outputNode)
         self.assertTrue(90 <= output.objectCount <= 160, output.objectCount)  # the reference mask holds 125
         self.assertEqual(output.tableNode.GetNumberOfRows(), output.objectCount)
-        preview = logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "preview").result)
+        preview = self._finish(logic, parameterNode, "preview")
         self.assertEqual((preview.seedCount, logic.extraNode(PREVIEW_ROLE)), (output.objectCount, preview.previewNode))
         logic.setExtraNode("evaluationPrediction", output.outputNode)
         parameterNode.instanceLevel = True
-        evaluations = [logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "evaluation").result)]
-        evaluations.append(logic.finishJob(parameterNode, self._runJob(logic, parameterNode, "evaluation").result))
+        evaluations = [self._finish(logic, parameterNode, "evaluation") for _run in range(2)]
         self.assertIs(evaluations[0].instanceTableNode, evaluations[1].instanceTableNode)
         self.assertGreater(evaluations[1].instances["f1"], 0.7)
 

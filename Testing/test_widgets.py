@@ -436,6 +436,35 @@ def lifecycleDocstringProblems(tree: ast.Module, widgetClassName: str) -> list[s
     return problems
 
 
+def uiNameProblems(tree: ast.Module, ui: UiFile) -> list[str]:
+    """Every ``ui.<name>`` and ``self.ui.<name>`` in a helper file names a widget of the module's .ui."""
+    problems = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        isUi = (isinstance(owner, ast.Name) and owner.id == "ui") or (
+            isinstance(owner, ast.Attribute) and owner.attr == "ui" and isinstance(owner.value, ast.Name)
+        )
+        if isUi and node.attr not in ui.widgets:
+            problems.append(f"line {node.lineno}: ui.{node.attr} is not a widget of the .ui")
+    return problems
+
+
+def topLevelFileProblems(moduleDir: Path) -> list[str]:
+    """Slicer loads every .py directly in a module folder as a module: each must define one named after it."""
+    problems = []
+    for path in sorted(moduleDir.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        cls = classDef(tree, path.stem)
+        bases = [ast.unparse(b) for b in cls.bases] if cls is not None else []
+        if "ScriptedLoadableModule" not in bases:
+            problems.append(
+                f"{path.name} defines no ScriptedLoadableModule class {path.stem}; Slicer would fail to load it"
+            )
+    return problems
+
+
 # --- tests on the real modules --------------------------------------------------------------------
 
 
@@ -519,6 +548,49 @@ def test_panel_modules_depend_on_common(moduleName):
         ast.unparse(n.targets[0]): n.value for n in ast.walk(classDef(tree, moduleName)) if isinstance(n, ast.Assign)
     }
     assert ast.literal_eval(assigned["self.parent.dependencies"]) == ["MedAICommon"]
+
+
+def _helperFiles(moduleName: str) -> list[Path]:
+    """The Slicer-side helper package of a module (``<Module>Widgets/``), if it has one."""
+    return sorted((ROOT / moduleName / f"{moduleName}Widgets").glob("*.py"))
+
+
+@pytest.mark.parametrize("moduleName", PANEL_MODULES)
+def test_helper_package_uses_only_its_ui_and_slicer_58_api(moduleName):
+    _, _, ui = _load(moduleName)
+    for path in _helperFiles(moduleName):
+        source = path.read_text()
+        tree = ast.parse(source)
+        where = path.relative_to(ROOT)
+        problems = python39Problems(source)
+        if "from __future__ import annotations" in source:  # annotations stay strings no one evaluates
+            problems = [p for p in problems if "'X | Y'" not in p]
+        assert problems == [], where
+        assert pythonApiProblems(tree) == [], where
+        assert userStringProblems(tree) == [], where
+        assert uiNameProblems(tree, ui) == [], where
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            assert [p for p in widgetCodeProblems(tree, cls.name, ui) if "slot" in p] == [], (where, cls.name)
+
+
+@pytest.mark.parametrize("moduleName", ALL_MODULES)
+def test_module_folder_holds_only_loadable_module_files(moduleName):
+    assert topLevelFileProblems(ROOT / moduleName) == []
+
+
+def test_helper_checks_catch_unknown_widgets_and_stray_files(tmp_path):
+    ui = parseUi(GOOD_UI)
+    assert uiNameProblems(ast.parse("def f(ui):\n    ui.applyButton.enabled = True\n"), ui) == []
+    assert uiNameProblems(ast.parse("def f(ui):\n    ui.runButton.enabled = True\n"), ui) == [
+        "line 2: ui.runButton is not a widget of the .ui"
+    ]
+    assert uiNameProblems(ast.parse("class A:\n    def f(self):\n        self.ui.runButton.text = 1\n"), ui)
+    (tmp_path / "Demo.py").write_text("class Demo(ScriptedLoadableModule):\n    pass\n")
+    assert topLevelFileProblems(tmp_path) == []
+    (tmp_path / "helpers.py").write_text("def helper():\n    pass\n")
+    assert topLevelFileProblems(tmp_path) == [
+        "helpers.py defines no ScriptedLoadableModule class helpers; Slicer would fail to load it"
+    ]
 
 
 # --- the checks catch what they are meant to ------------------------------------------------------
