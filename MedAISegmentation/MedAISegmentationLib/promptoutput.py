@@ -13,7 +13,7 @@ import numpy as np
 
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.geometry import linearTransformToWorld
-from MedAICommonLib.segmentations import SegmentInfo, createSegmentationFromLabelmap
+from MedAICommonLib.segmentations import SegmentInfo, _ensureConverterRules, createSegmentationFromLabelmap
 from MedAICommonLib.volumes import ijkToRasFromVolume, setVolumeIjkToRas, updateVolumeFromArray
 
 from .logic import localIjkToRas
@@ -97,6 +97,7 @@ def writeMaskToSegment(
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
     created = segmentId is None
     if created:
+        _ensureConverterRules()  # plain Python registers them only with the first import of a labelmap
         segmentId = segmentation.AddEmptySegment("", PROMPTED_SEGMENT.name, list(PROMPTED_SEGMENT.color))
     image = _orientedImage(crop, ijkToRas)
     logic = slicer.vtkSlicerSegmentationsModuleLogic

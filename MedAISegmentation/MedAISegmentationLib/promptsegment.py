@@ -66,9 +66,18 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
+    @staticmethod
+    def _key(model: PromptModel, model_input: np.ndarray) -> tuple[str, str]:
+        return (f"{model.model_id}@{model.device}", hashlib.blake2b(model_input.tobytes(), digest_size=16).hexdigest())
+
+    def contains(self, model: PromptModel, model_input: np.ndarray) -> bool:
+        """True when the embedding of ``model_input`` is cached."""
+        with self._lock:
+            return self._key(model, model_input) in self._entries
+
     def embedding(self, model: PromptModel, model_input: np.ndarray) -> Any:
         """The embedding of ``model_input``, computed at most once while it stays in the cache."""
-        key = (f"{model.model_id}@{model.device}", hashlib.blake2b(model_input.tobytes(), digest_size=16).hexdigest())
+        key = self._key(model, model_input)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -155,7 +164,7 @@ def _orient_points(points_rc, shape, orientation) -> np.ndarray | None:
 def _probability_once(model, image01, spacing_mm, box, points_rc, labels, cache) -> np.ndarray:
     region = prompt_region(image01.shape, spacing_mm, box)
     model_input, to_model = to_model_frame(image01, spacing_mm, region, model.input_size)
-    embedding = (cache or default_cache).embedding(model, model_input)
+    embedding = (cache if cache is not None else default_cache).embedding(model, model_input)
     box_xy = None if box is None else tuple(np.sort(to_model(box), axis=0).reshape(-1).tolist())
     points_xy = None if points_rc is None else to_model(points_rc)
     logits = model.decode(embedding, box=box_xy, points=points_xy, point_labels=labels)
@@ -217,24 +226,40 @@ def segment_display_image(
 
 
 def warm_cache(
-    model: PromptModel, image01: np.ndarray, spacing_mm, augment: bool = True, cache: EmbeddingCache | None = None
+    model: PromptModel,
+    image01: np.ndarray,
+    spacing_mm,
+    augment: bool = True,
+    cache: EmbeddingCache | None = None,
+    check_cancel: Callable[[], None] | None = None,
+    computeMissing: bool = True,
 ) -> int:
     """Compute the whole-slice embeddings a box prompt larger than the crop size will use.
 
     Meant for a background thread as soon as a slice is shown, so the first prompt answers fast.
 
+    Args:
+        check_cancel: called before each embedding (raises to stop).
+        computeMissing: False only counts the embeddings that are not cached.
+
     Returns:
-        How many embeddings were computed (0 when all were cached already).
+        How many embeddings were computed (or, with ``computeMissing=False``, are missing).
     """
-    cache = cache or default_cache
-    misses = cache.misses
+    cache = cache if cache is not None else default_cache
+    missing = 0
     for orientation in ORIENTATIONS if augment else ORIENTATIONS[:1]:
         spacing = np.asarray(spacing_mm, dtype=float)[::-1] if orientation[0] else np.asarray(spacing_mm, dtype=float)
         oriented = _orient_image(image01, orientation)
         region = prompt_region(oriented.shape, spacing, None)
         model_input, _ = to_model_frame(oriented, spacing, region, model.input_size)
-        cache.embedding(model, model_input)
-    return cache.misses - misses
+        if cache.contains(model, model_input):
+            continue
+        missing += 1
+        if computeMissing:
+            if check_cancel:
+                check_cancel()
+            cache.embedding(model, model_input)
+    return missing
 
 
 def propagate_through_slices(

@@ -193,15 +193,21 @@ def prompt_region(image_shape, spacing_mm, box_rc: np.ndarray | None) -> Region:
     return Region(int(start[0]), int(start[0] + size[0]), int(start[1]), int(start[1] + size[1]))
 
 
-def _scale(region: Region, spacing_mm, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _scale(region: Region, spacing_mm, input_size: int, stretch: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Model pixels per display pixel along rows and columns, and the scaled region's size."""
     extentMm = np.array([region.r1 - region.r0, region.c1 - region.c0]) * np.asarray(spacing_mm, dtype=float)
-    scaled = np.maximum(1, np.round(extentMm * input_size / extentMm.max())).astype(int)
+    if stretch:
+        scaled = np.array([input_size, input_size])
+    else:
+        scaled = np.maximum(1, np.round(extentMm * input_size / extentMm.max())).astype(int)
     return scaled / np.array([region.r1 - region.r0, region.c1 - region.c0]), scaled
 
 
-def to_model_frame(image01: np.ndarray, spacing_mm, region: Region, input_size: int):
+def to_model_frame(image01: np.ndarray, spacing_mm, region: Region, input_size: int, stretch: bool = False):
     """The model input of a region of a windowed display image, and a point mapper.
+
+    ``stretch``: scale the region to the whole square frame (aspect ratio not kept, no padding), as
+    LiteMedSAM's own package does, instead of keeping the millimetre aspect ratio and padding.
 
     Returns:
         ``(input (3, S, S) float32, to_model)``: ``to_model(rc)`` maps display (row, col) points
@@ -214,7 +220,7 @@ def to_model_frame(image01: np.ndarray, spacing_mm, region: Region, input_size: 
     rs, re_ = max(region.r0, 0), min(region.r1, rows)
     cs, ce = max(region.c0, 0), min(region.c1, cols)
     crop[rs - region.r0 : re_ - region.r0, cs - region.c0 : ce - region.c0] = image01[rs:re_, cs:ce]
-    factor, scaled = _scale(region, spacing_mm, input_size)
+    factor, scaled = _scale(region, spacing_mm, input_size, stretch)
     tensor = torch.from_numpy(crop)[None, None]
     resized = torch.nn.functional.interpolate(tensor, size=tuple(scaled.tolist()), mode="bilinear", align_corners=False)
     frame = np.zeros((3, input_size, input_size), dtype=np.float32)
@@ -231,11 +237,11 @@ def to_model_frame(image01: np.ndarray, spacing_mm, region: Region, input_size: 
     return frame, to_model
 
 
-def logits_to_display(logits: np.ndarray, spacing_mm, region: Region, image_shape) -> np.ndarray:
+def logits_to_display(logits: np.ndarray, spacing_mm, region: Region, image_shape, stretch: bool = False) -> np.ndarray:
     """Model-frame logits (S, S) back onto the display image (rows, cols); -inf outside the region."""
     import torch
 
-    _, scaled = _scale(region, spacing_mm, logits.shape[0])
+    _, scaled = _scale(region, spacing_mm, logits.shape[0], stretch)
     valid = torch.from_numpy(np.ascontiguousarray(logits[: scaled[0], : scaled[1]], dtype=np.float32))[None, None]
     size = (region.r1 - region.r0, region.c1 - region.c0)
     back = torch.nn.functional.interpolate(valid, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
