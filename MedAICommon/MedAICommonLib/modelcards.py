@@ -339,7 +339,7 @@ def cardWithUserEntry(card: ModelCard, entry: Any, where: str) -> ModelCard:
         | ({"terminology": label.terminology} if label.terminology else {})
         for label in card.labels
     ]
-    merged = {key: value for key, value in base.items() if key in _REQUIRED + _OPTIONAL and value is not None}
+    merged = {key: value for key, value in base.items() if key in _REQUIRED + _OPTIONAL and value not in (None, "")}
     merged.update(entry)
     userWeights = "weights" in entry
     result = cardFromEntry(merged, where, card.baseDir)
