@@ -1,0 +1,206 @@
+"""End-to-end tests of ``medai web`` in a real browser: Debian's chromium driven by Playwright.
+
+The app is started on 127.0.0.1 (a free port) inside the test module and stopped at its end. The
+page is used as a user would: pick a sample, run one method per module, read the results in the
+page (segment list, evaluation numbers, registration quality), download the outputs, and save
+screenshots to ``Resources/Screenshots/web-*.png`` for the README.
+
+Needs ``playwright`` (PyPI, pinned) and the system ``chromium`` (``apt-get install chromium``);
+the module is skipped when either is missing. Never runs ``playwright install``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from MedAICommonLib.resources import repositoryRoot
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="the system chromium is not installed (apt-get install chromium)"
+)
+
+SCREENSHOTS = repositoryRoot() / "Resources" / "Screenshots"
+STARTUP_TIMEOUT_S = 180
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def _freePort() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def webUrl():
+    """``medai web`` on 127.0.0.1, opening on the small 3D nuclei sample; stopped after the module."""
+    port = _freePort()
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"medai-web-test-{port}.log", "w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medai", "web", "--port", str(port), "--sample", "NucleiImage3D"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"medai web exited with status {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"medai web did not answer within {STARTUP_TIMEOUT_S} s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        # The server runs in its own session: stop it and anything it started, then wait for it.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=20)
+        log.close()
+    assert process.poll() is not None
+
+
+@pytest.fixture(scope="module")
+def page(webUrl):
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        browserPage = context.new_page()
+        browserPage.set_default_timeout(120_000)
+        browserPage.goto(webUrl)
+        browserPage.get_by_test_id("seg-volume").filter(has_text="NucleiImage3D").wait_for()
+        yield browserPage
+        browser.close()
+
+
+def _choose(page, testId: str, option: str) -> None:
+    """Pick ``option`` in the Vuetify select marked ``testId``."""
+    page.get_by_test_id(testId).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _screenshot(page, name: str) -> Path:
+    path = SCREENSHOTS / f"web-{name}.png"
+    time.sleep(2.0)  # the views stream their last frame after the page changed
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 20_000
+    return path
+
+
+def test_bad_upload_is_refused_in_the_page(page, tmp_path):
+    bad = tmp_path / "notes.nrrd"
+    bad.write_text("this is not an image\n")
+    page.get_by_test_id("seg-upload").locator("input[type=file]").set_input_files(str(bad))
+    error = page.get_by_test_id("seg-error")
+    error.filter(has_text="not a readable image").wait_for()
+    assert "NucleiImage3D" in page.get_by_test_id("seg-volume").inner_text()
+
+
+def _expectedWatershed() -> tuple[int, float, float]:
+    """Object count, instance F1 and Dice of the default watershed of NucleiImage3D, by the logic itself."""
+    from MedAICommonLib.sampledata import loadSampleData
+    from MedAICommonLib.sceneio import createScene
+    from MedAISegmentationLib.logic import MedAISegmentationLogic
+
+    scene = createScene()
+    image, reference = loadSampleData(scene, "NucleiImage3D"), loadSampleData(scene, "NucleiMask3D")
+    logic = MedAISegmentationLogic()
+    result = logic.runWatershed(image, createTable=False)
+    report = logic.evaluateSegmentation(reference, result.outputNode, instanceLevel=True, createTables=False).report()
+    return result.objectCount, report["instances"]["f1"], report["segments"][0]["dice"]
+
+
+def test_watershed_evaluation_and_download(page, tmp_path):
+    expectedObjects, expectedF1, expectedDice = _expectedWatershed()
+    page.get_by_test_id("seg-run").click()
+    count = page.get_by_test_id("seg-count")
+    count.wait_for()
+    objects = int(re.search(r"(\d+) segments", count.inner_text()).group(1))
+    message = page.get_by_test_id("seg-message").inner_text()
+    assert f"Watershed: {objects} objects" in message
+    assert objects == expectedObjects
+    assert page.get_by_test_id("seg-segment").count() == objects
+    assert page.get_by_test_id("seg-segment").first.inner_text().strip() == "Object 1"
+
+    _choose(page, "seg-reference", "NucleiMask3D")
+    page.get_by_test_id("seg-evaluate").click()
+    instances = page.get_by_test_id("seg-instances")
+    instances.wait_for()
+    f1 = float(re.search(r"F1 ([0-9.]+)", instances.inner_text()).group(1))
+    assert f1 == pytest.approx(expectedF1, abs=5e-4)
+    dice = page.get_by_test_id("seg-table").locator("tbody tr td").nth(1).inner_text()
+    assert float(dice) == pytest.approx(expectedDice, abs=5e-4)
+    _screenshot(page, "segmentation")
+
+    with page.expect_download() as download:
+        page.get_by_test_id("seg-download").click()
+    saved = tmp_path / "result.seg.nrrd"
+    download.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"NRRD")
+
+
+def test_registration_live_curve_quality_and_transform(page, tmp_path):
+    page.get_by_test_id("tab-registration").click()
+    _choose(page, "reg-transform", "translation")
+    page.get_by_test_id("reg-load").click()
+    page.get_by_test_id("reg-pair").filter(has_text="BrainProtonDensitySliceShifted13x17y").wait_for()
+    page.get_by_test_id("reg-run").click()
+    quality = page.get_by_test_id("reg-quality")
+    quality.wait_for()
+    assert "Registered in" in page.get_by_test_id("reg-message").inner_text()
+    assert not page.get_by_test_id("reg-progress").is_visible()
+    points = int(page.get_by_test_id("reg-curve").locator("svg").get_attribute("data-points"))
+    assert points >= 5
+    rows = dict(
+        (cells[0], cells[1]) for cells in (row.locator("td").all_inner_texts() for row in quality.locator("tr").all())
+    )
+    assert float(rows["Jacobian min"]) == pytest.approx(1.0, abs=1e-3)  # a translation neither shrinks nor grows
+    assert rows["Folding"] == "0.000%"
+    _screenshot(page, "registration")
+
+    with page.expect_download() as download:
+        page.get_by_test_id("reg-download").click()
+    saved = tmp_path / "transform.h5"
+    download.value.save_as(saved)
+    assert saved.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+def test_uncertainty_tab(page):
+    page.get_by_test_id("tab-uncertainty").click()
+    runButton = page.get_by_test_id("unc-run")
+    if not runButton.is_visible():
+        assert page.get_by_text("not yet available").is_visible()
+        return
+    page.get_by_test_id("tab-segmentation").click()
+    _choose(page, "seg-sample", "NucleiImage2D")
+    page.get_by_test_id("seg-load").click()
+    page.get_by_test_id("seg-volume").filter(has_text="NucleiImage2D").wait_for()
+    page.get_by_test_id("tab-uncertainty").click()
+    runButton.click()
+    # Either the map and its colour range, or a sentence saying why not (e.g. weights not shipped yet).
+    page.locator("[data-testid=unc-error], [data-testid=unc-range]").first.wait_for()
+    if page.get_by_test_id("unc-range").is_visible():
+        assert "to" in page.get_by_test_id("unc-range").inner_text()
+        _screenshot(page, "uncertainty")
+    else:
+        assert len(page.get_by_test_id("unc-error").inner_text()) > 10

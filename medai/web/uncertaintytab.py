@@ -1,0 +1,143 @@
+"""The Uncertainty tab: MC dropout, test-time augmentation or an ensemble on the Segmentation tab's volume.
+
+Runs :meth:`MedAIUncertaintyLogic.prepareUncertainty` (event loop; it loads the model), its
+``compute`` in a thread and ``createNodes`` on the event loop, then shows the uncertainty map over
+the volume with its colour range, the "Review" segment and the summary numbers. When the
+uncertainty module or the model's weights are missing, the page says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .jobs import WebJobRunner, userMessage
+from .segmentationtab import MODEL_IDS
+from .widgets import jobStatus, sectionTitle, testAttrs
+
+__all__ = ["UncertaintyTab"]
+
+_METHODS = [
+    {"title": "Monte Carlo dropout", "value": "mc-dropout"},
+    {"title": "Test-time augmentation", "value": "tta"},
+    {"title": "Ensemble", "value": "ensemble"},
+]
+
+
+def _uncertaintyLogic() -> Any:
+    try:
+        from MedAIUncertaintyLib.uncertaintylogic import MedAIUncertaintyLogic
+    except ImportError:
+        return None
+    return MedAIUncertaintyLogic() if hasattr(MedAIUncertaintyLogic, "estimateUncertainty") else None
+
+
+class UncertaintyTab:
+    """State, actions and UI of the Uncertainty tab."""
+
+    title = "Uncertainty"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.state = app.state
+        self.runner = WebJobRunner(app.state, "unc")
+        self.outputs: list = []
+        self.state.update(
+            {
+                "uncAvailable": _uncertaintyLogic() is not None,
+                "uncModels": list(MODEL_IDS),
+                "uncModel": MODEL_IDS[0],
+                "uncMethod": "tta",
+                "uncSamples": 4,
+                "uncSummary": [],
+                "uncRange": "",
+            }
+        )
+
+    def buildUi(self) -> None:
+        from trame.widgets import html
+        from trame.widgets import vuetify3 as v
+
+        v.VAlert(
+            v_if="!uncAvailable", type="info", density="compact", variant="tonal",
+            text="Uncertainty estimation is not yet available in this version.",
+        )  # fmt: skip
+        with html.Div(v_if="uncAvailable"):
+            html.Div("Runs on the volume of the Segmentation tab.", classes="text-caption")
+            sectionTitle("Model and method")
+            v.VSelect(label="Model", items=("uncModels",), v_model=("uncModel",), density="compact", hide_details=True)
+            v.VSelect(
+                label="Method", items=("uncMethods", _METHODS), v_model=("uncMethod",), density="compact",
+                hide_details=True, classes="mt-1",
+            )  # fmt: skip
+            v.VSlider(
+                label="Samples", v_model=("uncSamples",), min=2, max=20, step=1, thumb_label=True,
+                density="compact", hide_details=True, classes="mt-1",
+            )  # fmt: skip
+            v.VBtn(
+                "Estimate uncertainty", color="primary", block=True, classes="mt-2", click=self.run,
+                disabled=("uncRunning",), **testAttrs("unc-run"),
+            )  # fmt: skip
+            jobStatus("unc", self.runner.cancel)
+            with html.Div(v_if="uncRange", classes="my-2"):
+                html.Div(
+                    style="height: 10px; background: linear-gradient(to right, #0000ff, #00ffff, #00ff00, "
+                    "#ffff00, #ff0000);",
+                )
+                html.Div("{{ uncRange }}", classes="text-caption", **testAttrs("unc-range"))
+            with v.VTable(density="compact", v_if="uncSummary.length", classes="text-caption"):
+                with html.Tbody(), html.Tr(v_for="row in uncSummary", key="row.name"):
+                    html.Td("{{ row.name }}")
+                    html.Td("{{ row.value }}")
+
+    def run(self) -> None:
+        """Estimate the uncertainty of the chosen model on the Segmentation tab's volume."""
+        logic = _uncertaintyLogic()
+        volume = self.app.tabs["segmentation"].inputNode
+        if logic is None or volume is None:
+            self.runner.say("", "Load a volume in the Segmentation tab first." if logic else "Not yet available.")
+            return
+        model, method, samples = self.state["uncModel"], self.state["uncMethod"], int(self.state["uncSamples"])
+
+        def warmUp(progress: Any, cancelToken: Any) -> None:
+            # Importing torch and MONAI takes seconds: done here so the server keeps answering.
+            progress(0.0, f"loading {model}")
+            import monai  # noqa: F401
+            import torch  # noqa: F401
+
+        def start(_result: Any) -> str | None:
+            job = logic.prepareUncertainty(volume, model, method=method, samples=samples, device="auto")
+            self.runner.run(job.compute, lambda _computed: self._show(job.createNodes()), "Uncertainty")
+            return None
+
+        self.runner.run(warmUp, start, "Uncertainty")
+
+    def _show(self, output: Any) -> str:
+        from MedAICommonLib.volumes import arrayFromVolume
+
+        self.app.removeNodes(self.outputs)
+        self.outputs = [output.segmentationNode, *output.volumes.values(), output.summaryTableNode]
+        uncertainty = output.uncertaintyVolumeNode
+        values = arrayFromVolume(uncertainty)
+        low, high = float(values.min()), float(values.max())
+        display = uncertainty.GetDisplayNode()
+        display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(low, high if high > low else low + 1.0)
+        self.app.setForeground(uncertainty, 0.5)
+        summary = [{"name": str(row.get("name", key)), "value": _text(row)} for key, row in enumerate(output.summary)]
+        summary += [{"name": key, "value": f"{value:.3f}"} for key, value in output.metrics.items() if _isNumber(value)]
+        self.state.update(
+            {"uncSummary": summary, "uncRange": f"{uncertainty.GetName()}: {low:.3g} (blue) to {high:.3g} (red)"}
+        )
+        return f"Uncertainty ({self.state['uncMethod']}) in {output.seconds:.1f} s; review segment added."
+
+
+def _isNumber(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text(row: dict) -> str:
+    try:
+        return ", ".join(f"{k} {v:.3g}" if _isNumber(v) else f"{k} {v}" for k, v in row.items() if k != "name")
+    except Exception as error:  # noqa: BLE001 - a summary row that does not format must not hide the result
+        return userMessage(error)
