@@ -16,10 +16,13 @@ from slicer.ScriptedLoadableModule import *
 from MedAICommon import MedAILogicMixin, MedAIPanelMixin
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
+from MedAICommonLib.threadjob import ThreadJob
+from MedAIUncertaintyLib.explainlogic import ExplainJob
+from MedAIUncertaintyLib.logic import MedAIUncertaintyLogic as LibLogic
 
 UNCERTAINTY_METHODS = ["mc-dropout", "tta", "ensemble"]
 UNCERTAINTY_MEASURES = ["entropy", "variance", "mutual-information"]
-SALIENCY_METHODS = ["gradcam", "occlusion", "smoothgrad"]
+SALIENCY_METHODS = ["gradcam", "gradcampp", "occlusion", "smoothgrad"]
 DEVICES = ["auto", "cpu", "cuda"]
 
 #
@@ -63,6 +66,7 @@ class MedAIUncertaintyParameterNode:
     method, samples, measure - how predictions are sampled (mc-dropout, tta, ensemble), how many,
         and what is measured (entropy, variance, mutual-information).
     outputSegmentation, uncertaintyVolume - the mean prediction and the voxel-wise uncertainty.
+    referenceSegmentation - optional truth for calibration and error detection.
     saliencyMethod, targetLabel, heatmapVolume - the heatmap method, the label value it explains, the heatmap.
     """
 
@@ -74,6 +78,7 @@ class MedAIUncertaintyParameterNode:
     measure: Annotated[str, Choice(UNCERTAINTY_MEASURES)] = "entropy"
     outputSegmentation: vtkMRMLSegmentationNode
     uncertaintyVolume: vtkMRMLScalarVolumeNode
+    referenceSegmentation: vtkMRMLSegmentationNode
     saliencyMethod: Annotated[str, Choice(SALIENCY_METHODS)] = "gradcam"
     targetLabel: Annotated[int, WithinRange(0, 65535)] = 1
     heatmapVolume: vtkMRMLScalarVolumeNode
@@ -147,8 +152,12 @@ class MedAIUncertaintyWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
         """Called when a background job ends: puts its results into the output nodes."""
         if status.state == WorkerState.COMPLETED:
             with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
-                self.logic.finishJob(self._parameterNode, status.result)
-                self.ui.statusLabel.text = _("Done.")
+                output = self.logic.finishJob(self._parameterNode, status.result)
+                foreground = getattr(output, "heatmapVolumeNode", None) or output.uncertaintyVolumeNode
+                slicer.util.setSliceViewerLayers(
+                    background=self._parameterNode.inputVolume, foreground=foreground, foregroundOpacity=0.5
+                )
+                self.ui.statusLabel.text = self.logic.summary(output)
         self.onParameterNodeModified()
 
 
@@ -157,15 +166,16 @@ class MedAIUncertaintyWidget(ScriptedLoadableModuleWidget, MedAIPanelMixin):
 #
 
 
-class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
-    """Turns the parameter node into MedAIUncertaintyLib calls, run in a background worker.
+class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, LibLogic):
+    """The Lib's logic (``estimateUncertainty``, ``explain``) plus the parameter-node adapters of the panel.
 
+    Console: ``MedAIUncertaintyLogic().estimateUncertainty(volume, "BrainExtractionT1", "mc-dropout", 10)``.
     No algorithm lives here. Uses ScriptedLoadableModuleLogic base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
     """
 
     # The issue that brings each task; a task leaves this table when its algorithm lands in the Lib.
-    PENDING_ISSUES = {"uncertainty": 8, "saliency": 8}
+    PENDING_ISSUES = {}
 
     def __init__(self) -> None:
         """Called when the logic class is instantiated. Can be used for initializing member variables."""
@@ -175,7 +185,7 @@ class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
         return MedAIUncertaintyParameterNode(super().getParameterNode())
 
     def whyCannotRun(self, parameterNode, task: str) -> str:
-        """The first thing that stops ``task``, in the user's words; empty when it can run."""
+        """The first thing that stops ``task`` ("uncertainty" or "saliency"), in the user's words; empty when it can run."""
         if parameterNode is None:
             return _("The module has no parameter node yet.")
         if self.pendingMessage(task):
@@ -187,23 +197,58 @@ class MedAIUncertaintyLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
         return ""
 
     def startJob(self, parameterNode, task: str):
-        """Check the parameters and return the worker (not started yet) that runs ``task``.
+        """Check the parameters, read the inputs and load the model (main thread); return the thread job that computes.
 
         Raises:
-            MedAIInputError: the task is not available yet, or an input is missing.
+            MedAIInputError: an input is missing or unsuitable (nothing is added to the scene).
         """
         reason = self.whyCannotRun(parameterNode, task)
         if reason:
             raise MedAIInputError(reason)
-        return self._createWorker(task, parameterNode)
+        p = parameterNode
+        if task == "saliency":
+            job = self.prepareExplanation(
+                p.inputVolume, p.modelId.strip(), p.saliencyMethod, p.targetLabel,
+                heatmapVolumeNode=p.heatmapVolume, device=p.device,
+            )  # fmt: skip
+        else:
+            job = self.prepareUncertainty(
+                p.inputVolume, p.modelId.strip(), p.method, p.samples, p.measure, p.device,
+                referenceSegmentationNode=p.referenceSegmentation, outputSegmentationNode=p.outputSegmentation,
+                uncertaintyVolumeNode=p.uncertaintyVolume,
+            )  # fmt: skip
 
-    def finishJob(self, parameterNode, result) -> None:
-        """Put what a finished worker reported (``MEDAI_RESULT``) into the output nodes."""
-        raise NotImplementedError(_("No MedAI Uncertainty task can produce results yet."))
+        def compute(progress, cancelToken):
+            job.compute(progress, cancelToken)  # torch and numpy only: no Qt, no node of the scene is touched
+            return job
 
-    def _createWorker(self, task: str, parameterNode):
-        """The MedAICommonLib.jobs.WorkerProcess of a task; each task's issue adds its own here."""
-        raise NotImplementedError(self.pendingMessage(task) or task)
+        return ThreadJob(compute, name=f"MedAI {task}")
+
+    def finishJob(self, parameterNode, job):
+        """Add a computed job's nodes to the scene (main thread) and select them in the panel."""
+        output = job.createNodes()
+        if parameterNode is None:
+            return output
+        if isinstance(job, ExplainJob):
+            parameterNode.heatmapVolume = output.heatmapVolumeNode
+        else:
+            parameterNode.outputSegmentation = output.segmentationNode
+            parameterNode.uncertaintyVolume = output.uncertaintyVolumeNode
+        return output
+
+    def summary(self, output) -> str:
+        """One status line: the heatmap's sanity checks, or the uncertain volume and the calibration."""
+        if hasattr(output, "checks"):
+            return output.checks
+        uncertain = sum(row["uncertainVolumeMm3"] for row in output.summary[1:])
+        text = _("Done in {seconds:.1f} s; uncertain volume in the segments {volume:.0f} mm3.").format(
+            seconds=output.seconds, volume=uncertain
+        )
+        if output.metrics:
+            text += " " + _("ECE {ece:.3f}, Brier {brier:.3f}, AUC of entropy against errors {auc:.2f}.").format(
+                ece=output.metrics["ece"], brier=output.metrics["brier"], auc=output.metrics["errorAuc"]["entropy"]
+            )
+        return text
 
 
 #
@@ -227,7 +272,9 @@ class MedAIUncertaintyTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SampleVolumeGeometry()
         self.setUp()
-        self.test_PendingTasksSayWhy()
+        self.test_HeatmapThroughThePanelJob()
+        self.setUp()
+        self.test_UncertaintyJobAndCancel()
 
     def test_SampleVolumeGeometry(self):
         """Colin27, the brain that the uncertainty examples use, loads with the grid its manifest documents."""
@@ -239,13 +286,56 @@ class MedAIUncertaintyTest(ScriptedLoadableModuleTest):
         for spacing, expected in zip(volumeNode.GetSpacing(), info["spacingMm"]):
             self.assertAlmostEqual(spacing, expected, places=4)
 
-    def test_PendingTasksSayWhy(self):
-        """Until its issue lands, a task refuses to start and names the issue that brings it."""
+    def _runBlocking(self, job):
+        job.start()
+        self.assertTrue(job.wait(600))
+        return job.poll()
+
+    def test_HeatmapThroughThePanelJob(self):
+        """The shipped classifier explains the nuclei image through the panel's thread job; a bad label is refused."""
+        from MedAICommonLib import sampledata
+        from MedAICommonLib.volumes import arrayFromVolume
+
         logic = MedAIUncertaintyLogic()
         parameterNode = logic.getParameterNode()
-        parameterNode.inputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
-        parameterNode.modelId = "any"
-        for task, issue in logic.PENDING_ISSUES.items():
-            self.assertIn(f"#{issue}", logic.whyCannotRun(parameterNode, task))
-            with self.assertRaises(MedAIInputError):
-                logic.startJob(parameterNode, task)
+        parameterNode.inputVolume = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
+        parameterNode.modelId = "NucleusPatchClassifier2D"
+        parameterNode.targetLabel = 7
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaises(MedAIInputError):
+            logic.startJob(parameterNode, "saliency")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
+        parameterNode.targetLabel = 1
+        status = self._runBlocking(logic.startJob(parameterNode, "saliency"))
+        self.assertEqual(status.state, WorkerState.COMPLETED, status.errorMessage)
+        output = logic.finishJob(parameterNode, status.result)
+        self.assertIs(parameterNode.heatmapVolume, output.heatmapVolumeNode)
+        self.assertAlmostEqual(float(arrayFromVolume(output.heatmapVolumeNode).max()), 1.0, places=5)
+        self.assertIn("randomisation", output.checks)
+
+    def test_UncertaintyJobAndCancel(self):
+        """MC dropout of a small network runs in a thread job; a cancelled job adds nothing."""
+        import numpy as np
+        import torch
+        from monai.networks.blocks import Convolution
+
+        from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray
+        from MedAIUncertaintyLib.modelaccess import NetworkModel
+
+        network = torch.nn.Sequential(
+            Convolution(3, 1, 4, norm="batch", dropout=0.3), Convolution(3, 4, 2, conv_only=True, kernel_size=1)
+        ).eval()
+        model = NetworkModel(network, [("Object", 1, (1.0, 0.5, 0.0))])
+        array = np.random.default_rng(0).normal(size=(9, 17, 13)).astype(np.float32)
+        volume = createVolumeFromArray(slicer.mrmlScene, array, np.diag([0.7, 0.7, 3.0, 1.0]), "image")
+        logic = MedAIUncertaintyLogic()
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        job = ThreadJob(
+            lambda progress, token: logic.prepareUncertainty(volume, model, samples=4).compute(progress, token)
+        )
+        job.cancel()
+        self.assertEqual(self._runBlocking(job).state, WorkerState.CANCELLED)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
+        output = logic.estimateUncertainty(volume, model, "mc-dropout", samples=4)
+        self.assertGreater(float(arrayFromVolume(output.volumes["variance"]).max()), 0.0)
+        self.assertTrue(all(not module.training for module in network.modules()))
