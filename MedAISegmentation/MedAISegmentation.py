@@ -6,13 +6,17 @@ method and the evaluation compute in a background thread), and the self-test. Th
 Prompt sections and the model and prompt jobs live in the MedAISegmentationWidgets package beside it.
 """
 
+import tempfile
 from typing import Annotated
 
+import numpy as np
 import slicer
+from MedAISegmentationWidgets.modeljob import OWN_MODEL
 from MedAISegmentationWidgets.modelsection import ModelSection
 from MedAISegmentationWidgets.panellogic import PREVIEW_ROLE, PanelLogicMixin
 from MedAISegmentationWidgets.panelstate import EXTRA_SELECTORS, keepSelection, showParameters, summary
 from MedAISegmentationWidgets.promptsection import PromptSection
+from MedAISegmentationWidgets.tinymodel import brighterChannels, writeBrighterModel
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
@@ -30,7 +34,9 @@ from MedAICommon import MedAILogicMixin, MedAIPanelMixin
 from MedAICommonLib import sampledata
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
+from MedAICommonLib.segmentations import labelmapFromSegmentation
 from MedAICommonLib.threadjob import ThreadJob
+from MedAICommonLib.volumes import arrayFromVolume, ijkToRasFromVolume
 from MedAISegmentationLib.logic import EvaluationJob, WatershedPreview, WatershedPreviewJob
 from MedAISegmentationLib.logic import MedAISegmentationLogic as LibLogic
 
@@ -222,7 +228,7 @@ class MedAISegmentationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin, Panel
     """
 
     # The issue that brings each method; an entry leaves when its algorithm lands in the Lib.
-    PENDING_ISSUES = {"model": 4, "prompt": 5}
+    PENDING_ISSUES = {}
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -302,7 +308,7 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         """Called by the Reload and Test button and by ctest."""
-        for test in (self.test_PanelRunsJobsInThreads, self.test_PendingSayWhy):
+        for test in (self.test_PanelRunsJobsInThreads, self.test_ModelRun, self.test_PromptRun):
             self.setUp()
             test()
 
@@ -325,7 +331,7 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         logic = MedAISegmentationLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.inputVolume = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
-        parameterNode.outputType = "labelmap"
+        parameterNode.method, parameterNode.outputType = "watershed", "labelmap"
         logic.setExtraNode("evaluationReference", sampledata.loadSampleData(slicer.mrmlScene, "NucleiMask2D"))
         logic.setExtraNode("evaluationPrediction", logic.extraNode("evaluationReference"))
         nodeCount = slicer.mrmlScene.GetNumberOfNodes()
@@ -344,13 +350,50 @@ class MedAISegmentationTest(ScriptedLoadableModuleTest):
         self.assertIs(evaluations[0].instanceTableNode, evaluations[1].instanceTableNode)
         self.assertGreater(evaluations[1].instances["f1"], 0.7)
 
-    def test_PendingSayWhy(self):
-        """Until its issue lands, a method refuses to start and names the issue that brings it."""
+    def test_ModelRun(self):
+        """Your own two-channel model with its card runs in a thread: channels in card order; Cancel adds nothing."""
         logic = MedAISegmentationLogic()
         parameterNode = logic.getParameterNode()
-        parameterNode.inputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
-        for method, issue in logic.PENDING_ISSUES.items():
-            parameterNode.method = method
-            self.assertIn(f"#{issue}", logic.whyCannotRun(parameterNode, "segmentation"))
-            with self.assertRaises(MedAIInputError):
-                logic.startJob(parameterNode, "segmentation")
+        a, b = brighterChannels(slicer.mrmlScene)
+        parameterNode.modelPath, parameterNode.modelCardPath = writeBrighterModel(tempfile.mkdtemp())
+        parameterNode.method, parameterNode.inputVolume, parameterNode.device = "model", a, "cpu"
+        logic.setExtraParameter("modelId", OWN_MODEL)
+        self.assertIn("B", logic.whyCannotRun(parameterNode, "segmentation"))  # channel B has no volume yet
+        logic.setExtraNode("inputChannel1", b)
+        parameterNode.keepProbabilities = True
+        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+        self.assertEqual(self._runJob(logic, parameterNode, "segmentation", cancel=True).state, WorkerState.CANCELLED)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
+        run = self._finish(logic, parameterNode)
+        self.assertIs(parameterNode.outputSegmentation, run.segmentationNode)
+        self.assertIs(parameterNode.outputProbabilityVolume, run.probabilityVolumeNode)
+        labels, _ijkToRas, segments = labelmapFromSegmentation(run.segmentationNode, a)
+        self.assertEqual([segment.name for segment in segments], ["Brighter"])
+        self.assertGreater(((labels > 0) == (arrayFromVolume(a) > arrayFromVolume(b))).mean(), 0.99)
+
+    def test_PromptRun(self):
+        """A box on one nucleus fills a new segment; a point prompt refines that segment; Undo restores it."""
+        logic = MedAISegmentationLogic()
+        parameterNode = logic.getParameterNode()
+        parameterNode.inputVolume = sampledata.loadSampleData(slicer.mrmlScene, "NucleiImage2D")
+        labels = arrayFromVolume(sampledata.loadSampleData(slicer.mrmlScene, "NucleiMask2D"))
+        nucleus = labels == np.bincount(labels.ravel())[1:].argmax() + 1  # the largest nucleus
+        low, high = np.argwhere(nucleus).min(axis=0) - 0.5, np.argwhere(nucleus).max(axis=0) + 0.5
+        corners = ijkToRasFromVolume(parameterNode.inputVolume) @ np.array([[*low[::-1], 1], [*high[::-1], 1]]).T
+        parameterNode.method = "prompt"
+        parameterNode.promptBox = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+        parameterNode.promptBox.SetCenterWorld(*corners[:3].mean(axis=1))
+        parameterNode.promptBox.SetSizeWorld(*np.abs(corners[:3, 1] - corners[:3, 0]))
+        first = self._finish(logic, parameterNode)
+        self.assertTrue(first.createdNode)
+        dice = 2 * (first.mask.astype(bool) & nucleus).sum() / (first.mask.sum() + nucleus.sum())
+        self.assertGreater(dice, 0.8)
+        parameterNode.promptPoints = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+        parameterNode.promptPoints.AddControlPointWorld(*(corners[:3, 0] + 1.0), "-outside")  # a corner of the box
+        second = self._finish(logic, parameterNode)
+        self.assertEqual((second.segmentationNode, second.segmentId), (first.segmentationNode, first.segmentId))
+        self.assertIs(logic.promptUndo.undo(), first.segmentationNode)
+        restored = labelmapFromSegmentation(first.segmentationNode, parameterNode.inputVolume)[0]
+        self.assertEqual(int((restored > 0).sum()), int(first.mask.sum()))
+        self.assertIs(logic.promptUndo.undo(), first.segmentationNode)  # the node the first prompt created goes
+        self.assertIsNone(first.segmentationNode.GetScene())

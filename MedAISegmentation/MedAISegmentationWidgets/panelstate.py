@@ -36,6 +36,7 @@ def showParameters(ui, logic, parameters) -> None:
     ui.watershedCollapsibleButton.visible = method == "watershed"
     ui.modelCollapsibleButton.visible = method == "model"
     ui.promptCollapsibleButton.visible = method == "prompt"
+    ui.deviceLabel.visible = ui.deviceComboBox.visible = method != "watershed"
     for names, methods in OUTPUT_ROWS:
         for name in names:
             getattr(ui, name).visible = method in methods

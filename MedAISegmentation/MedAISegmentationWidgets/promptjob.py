@@ -23,10 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from MedAICommonLib.errors import MedAIInputError
-
 __all__ = ["PromptJob", "PromptUndo"]
 
 MAXIMUM_UNDO_STATES = 10
@@ -118,16 +114,8 @@ class PromptJob:
         segmentId: str | None = None,
         waitFor: Any = None,
     ) -> None:
-        from MedAISegmentationLib.promptplan import planPromptsOnVolume
-
-        refresh = getattr(session, "refresh", None)
-        if refresh is not None:
-            refresh()  # re-reads the voxels if they changed since the session started
-        self.plan = planPromptsOnVolume(session.volume, roiNode, pointsNode, sliceView)
-        if segmentationNode is not None and segmentId and not segmentationNode.GetSegmentation().GetSegment(segmentId):
-            raise MedAIInputError(f"Segmentation '{segmentationNode.GetName()}' has no segment '{segmentId}'.")
-        if propagate and self.plan.boxRc is None:
-            raise MedAIInputError("Propagation through slices needs a box (ROI) prompt.")
+        session.refresh()  # re-reads the voxels if they changed since the session started
+        self.plan = session.plan(roiNode, pointsNode, sliceView, propagate, segmentationNode, segmentId)
         self.session, self.propagate, self._waitFor = session, propagate, waitFor
         self.segmentationNode, self.segmentId = segmentationNode, segmentId
         self.masks = None
@@ -150,28 +138,8 @@ class PromptJob:
         segmentationNode = self.segmentationNode if self.segmentationNode and self.segmentationNode.GetScene() else None
         if undo is not None and segmentationNode is not None:
             undo.saveState(segmentationNode)
-        result = _writeMasks(self.session, self.plan, self.masks, self.propagate, segmentationNode, self.segmentId)
+        segmentId = self.segmentId if segmentationNode is not None else None  # the node may have left the scene
+        result = self.session.writeMasks(self.plan, self.masks, self.propagate, segmentationNode, segmentId)
         if undo is not None and result.createdNode:
             undo.created(result.segmentationNode)
         return result
-
-
-def _writeMasks(session: Any, plan: Any, masks: dict, propagate: bool, segmentationNode: Any, segmentId) -> Any:
-    """The display masks of ``plan`` written into a segment, as ``PromptSession.segment`` writes them."""
-    writeMasks = getattr(session, "writeMasks", None)
-    if writeMasks is not None:
-        return writeMasks(plan, masks, propagate, segmentationNode, segmentId)
-    from MedAISegmentationLib.promptoutput import writeMaskToSegment
-    from MedAISegmentationLib.promptplan import AXIS_NAMES
-    from MedAISegmentationLib.promptsession import PromptResult
-
-    volume = plan.volume
-    canonical = np.zeros(volume.voxels.shape, dtype=np.uint8)
-    for index, mask in masks.items():
-        np.moveaxis(canonical, plan.axis, 0)[index] = mask[::-1, ::-1]  # display rows/columns run backwards
-    slab = plan.sliceRange if propagate else (plan.sliceIndex, plan.sliceIndex)
-    segmentationNode, segmentId, created = writeMaskToSegment(
-        session.volumeNode, volume, canonical, plan.axis, slab, segmentationNode, segmentId
-    )
-    mask = volume.stored(canonical)
-    return PromptResult(segmentationNode, segmentId, AXIS_NAMES[plan.axis], sorted(masks), mask, created)
