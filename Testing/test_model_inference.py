@@ -165,8 +165,10 @@ def test_probabilities_lie_on_the_input_grid_and_sum_to_one(tiny, scene):
     model = loadSegmentationModel("Tiny", "cpu", registry=tiny)
     prepared = prepareInput(model, metaTensorFromVolume(node))
     assert prepared.tensor.shape[:2] == (1, 1) and np.allclose(np.abs(prepared.modelIjkToRas[:3, :3]).sum(0), 2.0)
-    probabilities = prepared.toInputGrid(slidingWindowProbabilities(model, prepared.tensor))
+    onModelGrid = slidingWindowProbabilities(model, prepared.tensor)
+    probabilities = prepared.toInputGrid(onModelGrid)
     assert probabilities.shape == (3, 11, 53, 37) and probabilities.dtype == np.float32
+    np.testing.assert_array_equal(prepared.labelsOnInputGrid(onModelGrid), probabilities.argmax(0))
     np.testing.assert_allclose(probabilities.sum(0), 1.0, atol=1e-5)
     assert probabilities.min() >= 0
     result = MedAISegmentationLogic().segmentWithModel(node, tiny.get("Tiny"), device="cpu", keepProbabilities=True)
@@ -202,6 +204,12 @@ def test_fast_mode_uses_the_coarser_spacing(tiny, scene):
     fast = prepareInput(model, metaTensorFromVolume(node), fast=True)
     assert tuple(fast.tensor.shape[2:]) == (10, 12, 10)
     assert fast.toInputGrid(slidingWindowProbabilities(model, fast.tensor)).shape == (3, 40, 48, 40)
+    threshold = loadSegmentationModel("Threshold", "cpu", registry=tiny)
+    coarse = prepareInput(threshold, metaTensorFromVolume(node), fast=True)
+    onModelGrid = slidingWindowProbabilities(threshold, coarse.tensor)
+    labels = coarse.labelsOnInputGrid(onModelGrid)  # two classes: only the foreground near the blob is interpolated
+    np.testing.assert_array_equal(labels, coarse.toInputGrid(onModelGrid).argmax(0))
+    assert 0.02 < labels.mean() < 0.5
 
 
 # --- bad input, cancel, fallback: nothing is left behind ---------------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,7 @@ import numpy as np
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import CancelToken, ProgressCallback, subProgress
 
-from .modelgrid import modelGrid, normalizeIntensity, resampleTensor
+from .modelinput import PreparedInput, asMetaTensors, checkInputTensors, prepareInput
 from .modelloading import LoadedModel, loadSegmentationModel
 
 __all__ = [
@@ -46,133 +45,9 @@ __all__ = [
     "prepareInput",
     "slidingWindowProbabilities",
     "predictProbabilities",
+    "predictLabels",
     "windowCount",
 ]
-
-
-@dataclass
-class PreparedInput:
-    """The network's input and what is needed to go back to the input grid.
-
-    Attributes:
-        tensor: float32 ``(1, C, *model grid)`` in the model's orientation, spacing and intensity (CPU).
-        inputShapeIjk: shape of the (first) input volume, IJK.
-        inputIjkToRas: its IJK-to-RAS matrix (3x3 in the plane of a single-slice image for a 2D model).
-        modelIjkToRas: IJK-to-RAS matrix of the model grid.
-        sliceAxis: for a 2D model, the IJK axis of the input of length 1 that was dropped; else None.
-    """
-
-    tensor: Any
-    inputShapeIjk: tuple[int, ...]
-    inputIjkToRas: np.ndarray
-    modelIjkToRas: np.ndarray
-    sliceAxis: int | None = None
-
-    def toInputGrid(self, probabilities: Any) -> np.ndarray:
-        """Probabilities ``(1, L, *model grid)`` (any device) as a float32 array ``(L, K, J, I)`` on the input grid.
-
-        Interpolation pads with the border values, and each voxel is renormalised, so the classes
-        sum to one everywhere.
-        """
-        import torch
-
-        planeShape = tuple(n for axis, n in enumerate(self.inputShapeIjk) if axis != self.sliceAxis)
-        onInput = resampleTensor(probabilities[0], self.modelIjkToRas, self.inputIjkToRas, planeShape, "border")
-        onInput = onInput / onInput.sum(0, keepdim=True).clamp_min(1e-12)
-        if self.sliceAxis is not None:
-            onInput = onInput.unsqueeze(1 + self.sliceAxis)
-        return onInput.permute(0, 3, 2, 1).to("cpu", torch.float32).numpy().copy()
-
-
-def _asMetaTensors(volumes: Any) -> list[Any]:
-    from monai.data import MetaTensor
-
-    items = list(volumes) if isinstance(volumes, (list, tuple)) else [volumes]
-    for index, item in enumerate(items):
-        if not isinstance(item, MetaTensor) or item.ndim != 4 or item.shape[0] != 1:
-            raise MedAIInputError(
-                f"Input {index + 1} must be a MetaTensor of shape (1, I, J, K) with an IJK-to-RAS affine "
-                f"(metaTensorFromVolume), got {type(item).__name__} {tuple(getattr(item, 'shape', ()))}."
-            )
-    return items
-
-
-def _checkVolumes(model: LoadedModel, items: list[Any]) -> int | None:
-    """Refuse inputs the model cannot segment; returns the dropped axis of a single-slice image for a 2D model."""
-    card, expected = model.card, model.channelCount
-    if expected is not None and len(items) != expected:
-        names = ", ".join(c["name"] for c in card.inputChannels) or f"{expected} volumes"
-        raise MedAIInputError(f"Model '{card.id}' takes {expected} input volume(s) ({names}), got {len(items)}.")
-    shape = tuple(items[0].shape[1:])
-    singleAxes = [axis for axis, n in enumerate(shape) if n == 1]
-    if card.spatialDims == 3 and singleAxes:
-        raise MedAIInputError(f"The image is 2D (size {'x'.join(map(str, shape))}) but model '{card.id}' is 3D.")
-    if card.spatialDims == 2 and not singleAxes:
-        raise MedAIInputError(
-            f"The image is 3D (size {'x'.join(map(str, shape))}) but model '{card.id}' is 2D; give one slice."
-        )
-    for index, item in enumerate(items):
-        if card.spatialDims == 2 and tuple(item.shape[1:]) != shape:
-            raise MedAIInputError(f"Input {index + 1} of the 2D model '{card.id}' has another size than input 1.")
-        values = item.as_tensor()
-        if not bool(values.isfinite().all()) if values.is_floating_point() else False:
-            raise MedAIInputError(f"Input {index + 1} has NaN or infinite voxels.")
-        if float(values.max()) == float(values.min()):
-            raise MedAIInputError(f"Input {index + 1} is empty: all its voxels are {float(values.min()):g}.")
-    return singleAxes[0] if card.spatialDims == 2 else None
-
-
-def _planeAffine(affine: np.ndarray, sliceAxis: int) -> np.ndarray:
-    """A 3x3 in-plane IJK-to-plane matrix for a single-slice image (its spacing, no rotation)."""
-    keep = [axis for axis in range(3) if axis != sliceAxis]
-    spacing = np.linalg.norm(affine[:3, keep], axis=0)
-    return np.diag([*spacing, 1.0])
-
-
-def prepareInput(loadedModel: LoadedModel, volumes: Any, fast: bool = False) -> PreparedInput:
-    """Normalise and resample input volumes onto the model grid (see the module docstring).
-
-    Args:
-        loadedModel: from :func:`loadSegmentationModel`.
-        volumes: a ``MetaTensor`` ``(1, I, J, K)`` with affine IJK-to-RAS, or a list of them, one per
-            input channel in the card's order; channels may lie on different grids (each is
-            resampled onto the model grid of the first).
-        fast: use the card's coarser ``fastSpacingMm`` (when it has one).
-
-    Returns:
-        The :class:`PreparedInput`.
-
-    Raises:
-        MedAIInputError: wrong number of volumes, a 2D image for a 3D model (or the reverse), NaN
-            voxels, or an empty/constant image.
-    """
-    import torch
-
-    card = loadedModel.card
-    if loadedModel.runner is not None:
-        raise MedAIInputError(f"Model '{card.id}' runs through nnU-Net's own pipeline; use predictProbabilities.")
-    items = _asMetaTensors(volumes)
-    sliceAxis = _checkVolumes(loadedModel, items)
-    spacing = card.fastSpacingMm if fast and card.fastSpacingMm else card.inputSpacingMm
-    firstAffine = np.asarray(items[0].affine, dtype=np.float64)
-    shapeIjk = tuple(int(n) for n in items[0].shape[1:])
-    if sliceAxis is None:
-        inputAffine = firstAffine
-        modelAffine, modelShape = modelGrid(inputAffine, shapeIjk, card.orientation, spacing)
-    else:
-        inputAffine = _planeAffine(firstAffine, sliceAxis)
-        planeShape = tuple(n for axis, n in enumerate(shapeIjk) if axis != sliceAxis)
-        modelAffine, modelShape = modelGrid(inputAffine, planeShape, None, spacing)
-    channels = []
-    for item in items:
-        values = torch.from_numpy(normalizeIntensity(item.as_tensor().numpy()[0], card.intensity))[None]
-        if sliceAxis is None:
-            affine = np.asarray(item.affine, dtype=np.float64)
-        else:
-            values, affine = values.squeeze(1 + sliceAxis), inputAffine
-        channels.append(resampleTensor(values, affine, modelAffine, modelShape, "zeros")[0])
-    tensor = torch.stack(channels)[None].contiguous()
-    return PreparedInput(tensor, shapeIjk, inputAffine, modelAffine, sliceAxis)
 
 
 def windowCount(shape: Sequence[int], roiSizePx: Sequence[int], overlap: float) -> int:
@@ -297,6 +172,28 @@ def slidingWindowProbabilities(
     raise AssertionError("unreachable")
 
 
+def _onModelGrid(loadedModel, volumes, fast, progress, cancelToken, log) -> tuple[PreparedInput, Any]:
+    prepared = prepareInput(loadedModel, volumes, fast)
+    if progress is not None:
+        progress(0.1, "Input resampled onto the model grid")
+    probabilities = slidingWindowProbabilities(
+        loadedModel, prepared.tensor, None, subProgress(progress, 0.1, 0.9), cancelToken, log
+    )
+    if cancelToken is not None:
+        cancelToken.raiseIfCancelled()
+    return prepared, probabilities
+
+
+def _nnUNetProbabilities(loadedModel: LoadedModel, volumes: Any, fast: bool) -> np.ndarray:
+    from .modelbundle import nnUNetProbabilities
+
+    items = asMetaTensors(volumes)
+    checkInputTensors(loadedModel, items)
+    arrays = [item.as_tensor().numpy()[0].transpose(2, 1, 0) for item in items]
+    spacing = np.linalg.norm(np.asarray(items[0].affine, dtype=float)[:3, :3], axis=0)[::-1]
+    return nnUNetProbabilities(loadedModel.runner, arrays, tuple(spacing), fast)
+
+
 def predictProbabilities(
     loadedModel: LoadedModel,
     volumes: Any,
@@ -311,22 +208,30 @@ def predictProbabilities(
         float32 ``(L, K, J, I)`` class probabilities on the grid of the first input volume, summing to one.
     """
     if loadedModel.runner is not None:
-        from .modelbundle import nnUNetProbabilities
-
-        items = _asMetaTensors(volumes)
-        _checkVolumes(loadedModel, items)
-        arrays = [item.as_tensor().numpy()[0].transpose(2, 1, 0) for item in items]
-        spacing = np.linalg.norm(np.asarray(items[0].affine, dtype=float)[:3, :3], axis=0)[::-1]
-        return nnUNetProbabilities(loadedModel.runner, arrays, tuple(spacing), fast)
-    prepared = prepareInput(loadedModel, volumes, fast)
-    if progress is not None:
-        progress(0.1, "Input resampled onto the model grid")
-    probabilities = slidingWindowProbabilities(
-        loadedModel, prepared.tensor, None, subProgress(progress, 0.1, 0.9), cancelToken, log
-    )
-    if cancelToken is not None:
-        cancelToken.raiseIfCancelled()
+        return _nnUNetProbabilities(loadedModel, volumes, fast)
+    prepared, probabilities = _onModelGrid(loadedModel, volumes, fast, progress, cancelToken, log)
     onInput = prepared.toInputGrid(probabilities)
     if progress is not None:
         progress(1.0, "Probabilities on the input grid")
     return onInput
+
+
+def predictLabels(
+    loadedModel: LoadedModel,
+    volumes: Any,
+    fast: bool = False,
+    progress: ProgressCallback | None = None,
+    cancelToken: CancelToken | None = None,
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """The most probable class per voxel (uint8, KJI) on the grid of the first input, without keeping probabilities.
+
+    The same labels as ``predictProbabilities(...).argmax(0)``, with less work (see ``PreparedInput.labelsOnInputGrid``).
+    """
+    if loadedModel.runner is not None:
+        return _nnUNetProbabilities(loadedModel, volumes, fast).argmax(0).astype(np.uint8)
+    prepared, probabilities = _onModelGrid(loadedModel, volumes, fast, progress, cancelToken, log)
+    labels = prepared.labelsOnInputGrid(probabilities)
+    if progress is not None:
+        progress(1.0, "Labels on the input grid")
+    return labels

@@ -28,7 +28,7 @@ import numpy as np
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import CancelToken, ProgressCallback, subProgress
 
-from .modelinference import LoadedModel, loadSegmentationModel, predictProbabilities
+from .modelinference import LoadedModel, loadSegmentationModel, predictLabels, predictProbabilities
 from .modelloading import importBuilder
 from .modeloutput import createModelSegmentation, createProbabilityVolume
 
@@ -130,9 +130,12 @@ class ModelSegmentationJob:
             if cancelToken is not None:
                 cancelToken.raiseIfCancelled()
             frameProgress = subProgress(progress, index / count, (index + 1) / count)
-            probabilities = predictProbabilities(
-                self.loadedModel, channels, self.fast, frameProgress, cancelToken, self.messages.append
-            )
+            arguments = (self.loadedModel, channels, self.fast, frameProgress, cancelToken, self.messages.append)
+            if not (self.keepProbabilities or self.loadedModel.card.postprocessing):
+                self.labels.append((predictLabels(*arguments), False))
+                self.probabilities.append(None)
+                continue
+            probabilities = predictProbabilities(*arguments)
             spacingKji = np.linalg.norm(np.asarray(channels[0].affine, dtype=float)[:3, :3], axis=0)[::-1]
             self.labels.append(labelsFromProbabilities(self.loadedModel.card, probabilities, spacingKji))
             self.probabilities.append(probabilities if self.keepProbabilities else None)
