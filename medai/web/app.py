@@ -60,11 +60,12 @@ class MedAIWebApp:
         self.state = self.server.state
         self.slicerApp = SlicerApp()
         self.scene = self.slicerApp.scene
+        self._isFlat = False
         register_rca_factories(self.slicerApp.view_manager, self.server)
         self.layoutManager = LayoutManager(self.scene, self.slicerApp.view_manager, self.server)
         self.layoutManager.register_layout("MedAI four-up", _fourUpLayout())
         self.layoutManager.set_layout("MedAI four-up")
-        self.state.update({"trame__title": "MedAI", "activeTab": "segmentation", "pageMessage": ""})
+        self.state.update({"trame__title": "MedAI", "activeTab": "segmentation"})
         self._createTabs()
         self._buildUi()
         for view in self.slicerApp.view_manager.get_slice_views():
@@ -72,6 +73,16 @@ class MedAIWebApp:
         if sample:
             self.tabs["segmentation"].loadSample(sample)
         self.server.controller.on_client_connected.add(self._fitViewsSoon)
+        self.state.change("activeTab")(self._onTabChanged)
+
+    def _onTabChanged(self, activeTab: str = "", **_: Any) -> None:
+        """Each tab shows its own volumes and results; the others' overlays are hidden."""
+        tab = self.tabs.get(activeTab)
+        if tab is None:
+            return
+        segmentations = self.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+        self.showOnly([], [segmentations.GetItemAsObject(i) for i in range(segmentations.GetNumberOfItems())])
+        tab.activate()
 
     def _createTabs(self) -> None:
         from .registrationtab import RegistrationTab
@@ -118,34 +129,61 @@ class MedAIWebApp:
     def sliceViews(self) -> list:
         return self.slicerApp.view_manager.get_slice_views()
 
-    def showVolume(self, volumeNode: Any, foregroundNode: Any = None, foregroundOpacity: float = 0.5) -> None:
+    def showVolume(
+        self, volumeNode: Any, foregroundNode: Any = None, foregroundOpacity: float = 0.5, fit: bool = True
+    ) -> None:
         """Show a volume in the slice views' background (and another in the foreground), fitted to it."""
         display = self.slicerApp.display_manager
         display.show_volume_in_slice_background(volumeNode)
         display.show_volume_in_slice_foreground(foregroundNode)
         for view in self.sliceViews:
             view.set_foreground_opacity(foregroundOpacity if foregroundNode is not None else 0.0)
-        self.fitViews()
+        self._isFlat = volumeNode is not None and volumeNode.GetImageData().GetDimensions()[2] == 1
+        if fit:
+            self.fitViews()
 
     def fitViews(self) -> None:
         """Fit every view to the shown volume (after the browser has given the views their size)."""
-        self.slicerApp.display_manager.reset_views()
-        for view in self.slicerApp.view_manager.get_threed_views():
-            view.reset_focal_point()
+        for view in self.slicerApp.view_manager.get_views():
+            self._fitView(view)
+
+    def _fitView(self, view: Any) -> None:
+        from trame_slicer.views import SliceView, ViewDirection
+
+        view.reset_view()
+        if isinstance(view, SliceView):
+            # Room for the slice slider drawn over the bottom of the view.
+            view.zoom(-0.1)
+            return
+        view.rotate_to_view_direction(ViewDirection.INFERIOR if self._isFlat else ViewDirection.ANTERIOR)
+        if not self._isFlat:
+            # Seen a little from the left and above, the three slice planes and surfaces read as 3D.
+            camera = view.get_camera_node().GetCamera()
+            camera.Azimuth(-30)
+            camera.Elevation(20)
+            camera.OrthogonalizeViewUp()
+        view.reset_focal_point()
+        view.schedule_render()
 
     def _fitViewsSoon(self, *_: Any) -> None:
         import asyncio
 
         from trame.app import asynchronous
 
-        async def fitLater() -> None:
-            # The views learn their size from the page a moment after it connects.
-            for delayS in (0.5, 2.0):
-                await asyncio.sleep(delayS)
+        async def fitWhenSized() -> None:
+            # The views learn their size from the page some time after it connects (seconds under
+            # load); each view is fitted again whenever its size changed, for the first half minute.
+            fittedSizes: dict[int, tuple] = {}
+            for _attempt in range(60):
+                await asyncio.sleep(0.5)
                 with self.state:
-                    self.fitViews()
+                    for view in self.slicerApp.view_manager.get_views():
+                        size = tuple(view.render_window().GetSize())
+                        if fittedSizes.get(id(view)) != size:
+                            fittedSizes[id(view)] = size
+                            self._fitView(view)
 
-        asynchronous.create_task(fitLater())
+        asynchronous.create_task(fitWhenSized())
 
     def setForeground(self, foregroundNode: Any, opacity: float = 0.5) -> None:
         """Blend a volume over the background without moving the views."""

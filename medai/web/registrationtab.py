@@ -72,6 +72,12 @@ class RegistrationTab:
     def buildUi(self) -> None:
         buildRegistrationUi(self)
 
+    def activate(self) -> None:
+        """Show this tab's blend (the tab was selected)."""
+        if self.fixedNode is not None:
+            self.app.showVolume(self.fixedNode, self.movingNode, float(self.state["regOpacity"]), fit=False)
+            self._onViewChanged()
+
     # --- inputs ----------------------------------------------------------------------------------
 
     def loadPair(self) -> None:
@@ -119,6 +125,8 @@ class RegistrationTab:
             return
         self.state.update({"regPairName": f"fixed {fixed.GetName()}, moving {moving.GetName()}", "regView": "before"})
         self.app.showVolume(fixed, moving, float(self.state["regOpacity"]))
+        segmentations = self.app.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+        self.app.showOnly([], [segmentations.GetItemAsObject(i) for i in range(segmentations.GetNumberOfItems())])
         self.runner.say(f"Loaded fixed {fixed.GetName()} and moving {moving.GetName()}; the views blend them.")
 
     def _clearOutputs(self) -> None:

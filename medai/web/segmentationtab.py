@@ -68,6 +68,12 @@ class SegmentationTab:
     def buildUi(self) -> None:
         buildSegmentationUi(self)
 
+    def activate(self) -> None:
+        """Show this tab's volume and result (the tab was selected)."""
+        if self.inputNode is not None:
+            self.app.showVolume(self.inputNode, fit=False)
+            self.app.showOnly([self.outputNode], [])
+
     # --- input -----------------------------------------------------------------------------------
 
     def loadSample(self, name: str | None = None) -> None:

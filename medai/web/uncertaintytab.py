@@ -25,7 +25,7 @@ _METHODS = [
 
 def _uncertaintyLogic() -> Any:
     try:
-        from MedAIUncertaintyLib.uncertaintylogic import MedAIUncertaintyLogic
+        from MedAIUncertaintyLib.logic import MedAIUncertaintyLogic
     except ImportError:
         return None
     return MedAIUncertaintyLogic() if hasattr(MedAIUncertaintyLogic, "estimateUncertainty") else None
@@ -59,7 +59,7 @@ class UncertaintyTab:
 
         v.VAlert(
             v_if="!uncAvailable", type="info", density="compact", variant="tonal",
-            text="Uncertainty estimation is not yet available in this version.",
+            text="Uncertainty estimation is not yet available in this version.", **testAttrs("unc-unavailable"),
         )  # fmt: skip
         with html.Div(v_if="uncAvailable"):
             html.Div("Runs on the volume of the Segmentation tab.", classes="text-caption")
@@ -89,6 +89,16 @@ class UncertaintyTab:
                     html.Td("{{ row.name }}")
                     html.Td("{{ row.value }}")
 
+    def activate(self) -> None:
+        """Show the Segmentation tab's volume with this tab's map and review segment (the tab was selected)."""
+        volume = self.app.tabs["segmentation"].inputNode
+        if volume is None:
+            return
+        self.app.showVolume(volume, fit=False)
+        if self.outputs:
+            self.app.setForeground(self.outputs[1], 0.5)
+            self.app.showOnly([self.outputs[0]], [])
+
     def run(self) -> None:
         """Estimate the uncertainty of the chosen model on the Segmentation tab's volume."""
         logic = _uncertaintyLogic()
@@ -115,8 +125,9 @@ class UncertaintyTab:
         from MedAICommonLib.volumes import arrayFromVolume
 
         self.app.removeNodes(self.outputs)
-        self.outputs = [output.segmentationNode, *output.volumes.values(), output.summaryTableNode]
         uncertainty = output.uncertaintyVolumeNode
+        others = [node for node in output.volumes.values() if node is not uncertainty]
+        self.outputs = [output.segmentationNode, uncertainty, *others, output.summaryTableNode]
         values = arrayFromVolume(uncertainty)
         low, high = float(values.min()), float(values.max())
         display = uncertainty.GetDisplayNode()
