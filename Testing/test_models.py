@@ -275,3 +275,56 @@ def test_a_spacing_of_whole_numbers_is_accepted(liteMedSamEntry, tmp_path):
     entry = copy.deepcopy(liteMedSamEntry) | {"inputSpacingMm": [1, 1, 1.5]}
     card = ModelRegistry.load(writeRegistry(tmp_path, [entry])).get("LiteMedSAM")
     assert card.inputSpacingMm == (1.0, 1.0, 1.5)
+
+
+# --- segmentation fields of a card ---------------------------------------------------------------
+
+SEGMENTATION_FIELDS = {
+    "format": "state_dict",
+    "builder": "MedAISegmentationLib.networks:buildNetwork",
+    "networkArguments": {"architecture": "unet", "spatialDims": 3, "inChannels": 2, "outChannels": 2},
+    "spatialDims": 3,
+    "inputChannels": [{"name": "T1 MRI"}, {"name": "T2 MRI"}],
+    "inputSpacingMm": [2, 2, 2],
+    "fastSpacingMm": [3, 3, 3],
+    "roiSizePx": [96, 96, 96],
+    "orientation": "RAS",
+    "intensity": {"method": "percentile", "lower": 0.5, "upper": 99.5},
+    "dropout": 0.1,
+    "measuredAccuracy": [{"metric": "Dice", "value": 0.93, "data": "Colin27", "source": "this project"}],
+    "baselines": [{"metric": "Dice", "value": 0.85, "data": "Colin27", "source": "Otsu"}],
+    "training": {"config": "configs/brain.json", "seed": 0, "seconds": 2400, "machine": "2 CPU cores"},
+}
+
+
+def test_a_segmentation_card_parses_every_field(liteMedSamEntry, tmp_path):
+    entry = copy.deepcopy(liteMedSamEntry) | SEGMENTATION_FIELDS
+    entry["labels"] = [{"name": "Brain", "value": 1, "color": [0.9, 0.7, 0.5], "terminology": "x~SCT^12738006^Brain"}]
+    card = ModelRegistry.load(writeRegistry(tmp_path, [entry])).get("LiteMedSAM")
+    assert card.format == "state_dict" and card.spatialDims == 3 and card.orientation == "RAS"
+    assert [c["name"] for c in card.inputChannels] == ["T1 MRI", "T2 MRI"]
+    assert card.inputSpacingMm == (2.0, 2.0, 2.0) and card.fastSpacingMm == (3.0, 3.0, 3.0)
+    assert card.roiSizePx == (96, 96, 96) and card.dropout == 0.1 and card.overlap == 0.5
+    assert card.intensity == {"method": "percentile", "lower": 0.5, "upper": 99.5}
+    assert card.labels[0].terminology == "x~SCT^12738006^Brain" and card.training["seed"] == 0
+    assert card.baselines[0]["source"] == "Otsu"
+
+
+BAD_SEGMENTATION_CARDS = {
+    "orientation": ({"orientation": "RAR"}, "'orientation' must be three axis codes"),
+    "intensity": ({"intensity": {"method": "window", "minimum": 10, "maximum": 5}}, "needs numbers minimum < maximum"),
+    "method": ({"intensity": {"method": "minmax"}}, "'intensity' must be an object whose 'method' is one of"),
+    "2D spacing": ({"spatialDims": 2, "inputSpacingMm": [1, 1, 1]}, "must be a list of 2 positive"),
+    "dims": ({"spatialDims": 4}, "'spatialDims' must be 2 or 3"),
+    "dropout": ({"dropout": 1.5}, "'dropout' must be a number in \\[0, 1\\)"),
+    "state_dict without builder": ({"builder": None}, "format 'state_dict' needs 'builder'"),
+    "postprocessing": ({"postprocessing": {"function": "no colon"}}, "'postprocessing' must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SEGMENTATION_CARDS))
+def test_bad_segmentation_fields_are_refused(case, liteMedSamEntry, tmp_path):
+    change, expected = BAD_SEGMENTATION_CARDS[case]
+    entry = {k: v for k, v in (copy.deepcopy(liteMedSamEntry) | SEGMENTATION_FIELDS | change).items() if v is not None}
+    with pytest.raises(MedAIInputError, match=expected):
+        ModelRegistry.load(writeRegistry(tmp_path, [entry]))

@@ -199,15 +199,12 @@ def nnUNetRunner(card: ModelCard, device: Any) -> Any:
         ) from None
     folder = Path(card.config)
     folds = tuple(sorted(p.name.removeprefix("fold_") for p in folder.glob("fold_*") if p.is_dir()))
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=True,
-        perform_everything_on_device=device.type == "cuda",
-        device=device,
-        verbose=False,
-        allow_tqdm=False,
-    )
+    options = {"tile_step_size": 0.5, "use_gaussian": True, "use_mirroring": True, "device": device}
+    options |= {"verbose": False, "allow_tqdm": False}
+    try:
+        predictor = nnUNetPredictor(**options, perform_everything_on_device=device.type == "cuda")
+    except TypeError:  # nnunetv2 before 2.2 named it perform_everything_on_gpu
+        predictor = nnUNetPredictor(**options, perform_everything_on_gpu=device.type == "cuda")
     folds = tuple(int(f) if f.isdigit() else f for f in folds)
     predictor.initialize_from_trained_model_folder(
         str(folder), use_folds=folds, checkpoint_name=Path(card.weights.location).name
