@@ -15,10 +15,27 @@ from typing import Any
 from .jobs import WebJobRunner, userMessage
 from .segmentationui import buildSegmentationUi
 
-__all__ = ["SegmentationTab", "MODEL_IDS"]
+__all__ = ["SegmentationTab", "installedSegmentationModels"]
 
-MODEL_IDS = ("NucleiFluorescence2D", "BrainExtractionT1", "HeadCTBone")
 MAX_LISTED_SEGMENTS = 400
+
+
+def installedSegmentationModels() -> list[str]:
+    """Ids of the registry's segmentation networks whose weights are on this computer."""
+    from MedAICommonLib.models import ModelRegistry, weightsPath
+
+    installed = []
+    try:
+        cards = ModelRegistry.load().models("segmentation")
+    except Exception:  # noqa: BLE001 - a broken registry means no model to offer, not a broken page
+        return []
+    for card in cards:
+        try:
+            if weightsPath(card).is_file():
+                installed.append(card.id)
+        except Exception:  # noqa: BLE001 - weights in a package that is not installed
+            continue
+    return installed
 
 
 def _samplesOfKind(*kinds: str) -> list[str]:
@@ -40,6 +57,7 @@ class SegmentationTab:
         self.outputNode: Any = None
         self.tableNode: Any = None
         self.referenceNode: Any = None
+        models = installedSegmentationModels()
         self.state.update(
             {
                 "segSamples": _samplesOfKind("volume", "2D image"),
@@ -50,8 +68,8 @@ class SegmentationTab:
                 "segMethod": "watershed",
                 "segThreshold": "adaptive",
                 "segDarkObjects": False,
-                "segModels": list(MODEL_IDS),
-                "segModel": MODEL_IDS[0],
+                "segModels": models,
+                "segModel": models[0] if models else None,
                 "segSegments": [],
                 "segSegmentCount": 0,
                 "segResultName": "",
@@ -188,6 +206,9 @@ class SegmentationTab:
 
     def _runModel(self) -> None:
         model = self.state["segModel"]
+        if not model:
+            self.runner.say("", "No segmentation network is installed yet; use the watershed.")
+            return
 
         def warmUp(progress: Any, cancelToken: Any) -> None:
             # Importing torch and MONAI takes seconds: done here so the server keeps answering.

@@ -47,8 +47,12 @@ def buildSegmentationUi(tab: Any) -> None:
             hide_details=True, classes="mr-2",
         )  # fmt: skip
         v.VCheckbox(label="Dark objects", v_model=("segDarkObjects",), density="compact", hide_details=True)
+    v.VAlert(
+        v_if="segMethod === 'model' && !segModels.length", type="info", density="compact", variant="tonal",
+        classes="mt-1", text="No segmentation network is installed yet; use the watershed.",
+    )  # fmt: skip
     v.VSelect(
-        v_if="segMethod === 'model'", label="Model", items=("segModels",), v_model=("segModel",),
+        v_if="segMethod === 'model' && segModels.length", label="Model", items=("segModels",), v_model=("segModel",),
         density="compact", hide_details=True, classes="mt-1",
     )  # fmt: skip
     v.VAlert(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .jobs import WebJobRunner, userMessage
-from .segmentationtab import MODEL_IDS
+from .segmentationtab import installedSegmentationModels
 from .widgets import jobStatus, sectionTitle, testAttrs
 
 __all__ = ["UncertaintyTab"]
@@ -41,11 +41,12 @@ class UncertaintyTab:
         self.state = app.state
         self.runner = WebJobRunner(app.state, "unc")
         self.outputs: list = []
+        models = installedSegmentationModels()
         self.state.update(
             {
-                "uncAvailable": _uncertaintyLogic() is not None,
-                "uncModels": list(MODEL_IDS),
-                "uncModel": MODEL_IDS[0],
+                "uncAvailable": _uncertaintyLogic() is not None and bool(models),
+                "uncModels": models,
+                "uncModel": models[0] if models else None,
                 "uncMethod": "tta",
                 "uncSamples": 4,
                 "uncSummary": [],
@@ -59,7 +60,8 @@ class UncertaintyTab:
 
         v.VAlert(
             v_if="!uncAvailable", type="info", density="compact", variant="tonal",
-            text="Uncertainty estimation is not yet available in this version.", **testAttrs("unc-unavailable"),
+            text="Uncertainty estimation is not yet available here: it needs the uncertainty module and an "
+            "installed segmentation network.", **testAttrs("unc-unavailable"),
         )  # fmt: skip
         with html.Div(v_if="uncAvailable"):
             html.Div("Runs on the volume of the Segmentation tab.", classes="text-caption")
