@@ -84,7 +84,7 @@ def _windowSize(card: Any, shape: Sequence[int], shrink: float = 1.0) -> tuple[i
     return tuple(sizes)
 
 
-def _slidingWindow(loadedModel, tensor, predictor, device, roi, batch, progress, cancelToken) -> Any:
+def _slidingWindow(loadedModel, tensor, predictor, device, roi, batch, progress, cancelToken, outputDevice) -> Any:
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -103,7 +103,14 @@ def _slidingWindow(loadedModel, tensor, predictor, device, roi, batch, progress,
 
     with torch.no_grad():
         logits = sliding_window_inference(
-            tensor.to(device), roi, batch, guardedPredictor, overlap=loadedModel.card.overlap, mode="gaussian"
+            tensor.to(outputDevice),
+            roi,
+            batch,
+            guardedPredictor,
+            overlap=loadedModel.card.overlap,
+            mode="gaussian",
+            sw_device=device,
+            device=outputDevice,
         )
         if logits.shape[1] == 1:
             foreground = torch.sigmoid(logits)
@@ -141,11 +148,12 @@ def slidingWindowProbabilities(
 
     device = loadedModel.device
     shape = tuple(tensor.shape[2:])
-    attempts = [(device, _windowSize(loadedModel.card, shape), 1 if device.type == "cpu" else 4)]
-    attempts.append((device, _windowSize(loadedModel.card, shape, 0.75), 1))
+    # The second try also blends the windows in CPU memory, which a large image may need.
+    attempts = [(device, _windowSize(loadedModel.card, shape), 1 if device.type == "cpu" else 4, device)]
+    attempts.append((device, _windowSize(loadedModel.card, shape, 0.75), 1, "cpu"))
     if device.type != "cpu":
-        attempts.append(("cpu", attempts[0][1], 1))
-    for number, (where, roi, batch) in enumerate(attempts):
+        attempts.append(("cpu", attempts[0][1], 1, "cpu"))
+    for number, (where, roi, batch, outputDevice) in enumerate(attempts):
         import torch
 
         where = torch.device(where)
@@ -155,7 +163,7 @@ def slidingWindowProbabilities(
             loadedModel.device = where
         try:
             run = predictor or loadedModel.network
-            return _slidingWindow(loadedModel, tensor, run, where, roi, batch, progress, cancelToken)
+            return _slidingWindow(loadedModel, tensor, run, where, roi, batch, progress, cancelToken, outputDevice)
         except RuntimeError as error:
             if not isOutOfMemoryError(error) or number == len(attempts) - 1:
                 if "channels" in str(error) and "expected" in str(error):
