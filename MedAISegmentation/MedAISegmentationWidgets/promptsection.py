@@ -117,6 +117,9 @@ class PromptSection(VTKObservationMixin):
             return
         if parameters is None or parameters.method != "prompt" or not parameters.inputVolume:
             return
+        if not self.ui.promptCollapsibleButton.visible:  # the module is not shown: no work behind the user's back
+            self._pendingViews.clear()
+            return
         view, positionRas = self._pendingViews.popitem()
         try:
             session = self.logic.promptSession(parameters)  # the first one loads the model
