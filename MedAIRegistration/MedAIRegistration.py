@@ -10,6 +10,7 @@ from typing import Annotated
 
 import slicer
 from slicer import (
+    vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
@@ -24,8 +25,13 @@ from MedAICommon import MedAILogicMixin, MedAIPanelMixin
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import WorkerState
 
-TRANSFORM_TYPES = ["translation", "rigid", "similarity", "affine", "bspline", "deformable", "learned"]
+TRANSFORM_TYPES = ["translation", "rigid", "similarity", "affine", "projective", "bspline", "deformable", "learned"]
 METRICS = ["mse", "ncc", "mi"]
+# "by transform": the shipped chain of the transform type; the others are shipped presets of their own.
+PRESETS = ["by transform", "deformable-lncc"]
+# "preset": keep the optimiser of the preset's linear stages (MedAIRegistrationLib.settings.OPTIMIZERS).
+OPTIMIZERS = ["preset", "gradient-descent", "line-search", "regular-step", "lbfgsb", "powell", "amoeba", "one-plus-one"]
+INITIALIZATIONS = ["geometry", "moments", "none"]
 
 #
 # MedAIRegistration
@@ -68,6 +74,14 @@ class MedAIRegistrationParameterNode:
     transformType - translation, rigid, similarity, affine, bspline, deformable or learned.
     metric - mse (mean squares), ncc (normalised cross-correlation) or mi (mutual information).
     fixedLabels, movingLabels - segmentations for the Dice of propagated labels.
+    preset - "by transform" (the shipped chain of the transform type) or another shipped preset.
+    optimizer - optimiser of the linear stages, or "preset" to keep the preset's.
+    initialization - geometry (image centres), moments (centres of mass) or none.
+    samplingPercent - share of fixed voxels the metric samples, per cent; 0 keeps the preset's.
+    linearStages - bspline/deformable/projective: run rigid and affine stages first.
+    fixedMask, movingMask - label maps; only voxels inside them count in the metric.
+    initialTransform - a linear transform to start from (modeling, RAS).
+    createJacobian, inverseConsistency - also add the Jacobian map; also register the other way.
     fixedLandmarks, movingLandmarks - paired points (RAS) for the target registration error in mm.
     outputTransform - moves the moving volume onto the fixed one (modeling transform "to parent").
     outputVolume - the moving volume resampled onto the fixed grid.
@@ -78,6 +92,16 @@ class MedAIRegistrationParameterNode:
     movingVolume: vtkMRMLScalarVolumeNode
     transformType: Annotated[str, Choice(TRANSFORM_TYPES)] = "rigid"
     metric: Annotated[str, Choice(METRICS)] = "mi"
+    preset: Annotated[str, Choice(PRESETS)] = "by transform"
+    optimizer: Annotated[str, Choice(OPTIMIZERS)] = "preset"
+    initialization: Annotated[str, Choice(INITIALIZATIONS)] = "geometry"
+    samplingPercent: float = 0.0
+    linearStages: bool = True
+    fixedMask: vtkMRMLLabelMapVolumeNode
+    movingMask: vtkMRMLLabelMapVolumeNode
+    initialTransform: vtkMRMLTransformNode
+    createJacobian: bool = False
+    inverseConsistency: bool = False
     fixedLabels: vtkMRMLSegmentationNode
     movingLabels: vtkMRMLSegmentationNode
     fixedLandmarks: vtkMRMLMarkupsFiducialNode
@@ -217,7 +241,7 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
         """Put what a finished worker reported (``MEDAI_RESULT``) into the output nodes; returns a summary."""
         from MedAIRegistrationLib.worker import loadWorkerResult
 
-        transformNode, volumeNode, tableNode, _chartNode, quality = loadWorkerResult(
+        transformNode, volumeNode, tableNode, _chartNode, quality, _jacobianNode = loadWorkerResult(
             slicer.mrmlScene,
             result,
             parameterNode.outputTransform,
@@ -235,6 +259,8 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
             summary += " " + _("Mean Dice {dice:.3f}.").format(dice=quality["meanDice"])
         if "meanTreMm" in quality:
             summary += " " + _("Mean landmark error {error:.2f} mm.").format(error=quality["meanTreMm"])
+        if "inverseConsistencyMm" in quality:
+            summary += " " + _("Round trip {error:.2f} mm.").format(error=quality["inverseConsistencyMm"])
         return summary
 
     def _createWorker(self, parameterNode):
@@ -242,18 +268,20 @@ class MedAIRegistrationLogic(ScriptedLoadableModuleLogic, MedAILogicMixin):
         import MedAICommonLib
         from MedAIRegistrationLib.worker import createRegistrationWorker
 
-        nodes = {
-            "fixedVolume": parameterNode.fixedVolume,
-            "movingVolume": parameterNode.movingVolume,
-            "fixedLabels": parameterNode.fixedLabels,
-            "movingLabels": parameterNode.movingLabels,
-            "fixedLandmarks": parameterNode.fixedLandmarks,
-            "movingLandmarks": parameterNode.movingLandmarks,
-        }
+        keys = ("fixedVolume", "movingVolume", "fixedLabels", "movingLabels", "fixedLandmarks", "movingLandmarks")
+        nodes = {key: getattr(parameterNode, key) for key in (*keys, "fixedMask", "movingMask", "initialTransform")}
+        p = parameterNode
         settings = {
-            "transformType": parameterNode.transformType,
-            "metric": parameterNode.metric,
-            "createResampledVolume": parameterNode.outputVolume is not None,
+            "transformType": p.transformType,
+            "metric": p.metric,
+            "presetFile": None if p.preset == PRESETS[0] else p.preset,
+            "optimizer": None if p.optimizer == OPTIMIZERS[0] else p.optimizer,
+            "initialization": p.initialization,
+            "samplingPercentage": p.samplingPercent / 100.0 if p.samplingPercent > 0 else None,
+            "linearStages": p.linearStages,
+            "createResampledVolume": p.outputVolume is not None,
+            "createJacobianVolume": p.createJacobian,
+            "inverseConsistency": p.inverseConsistency,
         }
         # Both Lib packages must be importable in the child (PythonSlicer does not load the modules).
         pythonPaths = [os.path.dirname(__file__), os.path.dirname(os.path.dirname(MedAICommonLib.__file__))]

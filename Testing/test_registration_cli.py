@@ -47,6 +47,7 @@ def test_rigid_2d_pair_writes_a_transform_that_simpleitk_reads(scene, tmp_path):
             "--fixed-landmarks", _landmarks(scene, tmp_path, "fixedPoints", fixedPoints),
             "--moving-landmarks", _landmarks(scene, tmp_path, "movingPoints", movingPoints),
             "--report", str(tmp_path / "report.json"),
+            "--jacobian", str(tmp_path / "jacobian.nrrd"),
         ]
     )  # fmt: skip
     assert status == 0
@@ -63,6 +64,8 @@ def test_rigid_2d_pair_writes_a_transform_that_simpleitk_reads(scene, tmp_path):
     fixed = sitk.ReadImage(str(sampledata.sampleDataPath(FIXED)))
     assert resampled.GetSize()[:2] == fixed.GetSize()[:2]
     assert np.allclose(resampled.GetOrigin()[:2], fixed.GetOrigin()[:2])
+    # A rigid transform keeps volumes: its Jacobian determinant map is 1 everywhere.
+    assert np.allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "jacobian.nrrd"))), 1.0)
 
 
 def test_bad_inputs_write_nothing(tmp_path):
@@ -72,9 +75,11 @@ def test_bad_inputs_write_nothing(tmp_path):
         _run([fixed, str(tmp_path / "missing.nrrd"), "--transform", "rigid", "--output-transform", str(output)])
     with pytest.raises(MedAIInputError, match="deformable result is written as"):
         _run([fixed, moving, "--transform", "deformable", "--output-transform", str(output)])
-    with pytest.raises(MedAIInputError, match="projective"):
+    with pytest.raises(MedAIInputError, match="projective result is written as"):
+        _run([fixed, moving, "--transform", "projective", "--output-transform", str(output)])
+    with pytest.raises(MedAIInputError, match="2D images only"):
         volume = str(sampledata.sampleDataPath("KmeansT1"))
-        _run([volume, volume, "--transform", "projective", "--output-transform", str(output)])
+        _run([volume, volume, "--transform", "projective", "--output-transform", str(tmp_path / "out.h5")])
     with pytest.raises(MedAIInputError, match="both"):
         _run([fixed, moving, "--transform", "rigid", "--output-transform", str(output), "--fixed-labels", fixed])
     assert list(tmp_path.iterdir()) == []

@@ -100,13 +100,29 @@ def buildCase(scene, spacingMm: float) -> dict:
     return nodes
 
 
+def setThreads(threads: int | None) -> None:
+    """Use ``threads`` threads in SimpleITK, ITK and torch (one thread each keeps a shared machine fair)."""
+    if not threads:
+        return
+    import os
+
+    import torch
+
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spacing", type=float, default=2.0, help="grid spacing of both images, mm")
     parser.add_argument("--transform", default="deformable", help="transform type (a preset name)")
     parser.add_argument("--metric", default=None, help="metric of the linear stages (default: the preset's)")
+    parser.add_argument("--preset", default=None, help="a preset file to use instead of the shipped one")
+    parser.add_argument("--threads", type=int, default=None, help="threads of SimpleITK and torch (default: all)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
+    setThreads(args.threads)
     scene = sceneio.createScene()
     nodes = buildCase(scene, args.spacing)
     logic = MedAIRegistrationLogic()
@@ -116,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         movingVolumeNode=nodes["moving"],
         transformType=args.transform,
         metric=args.metric,
+        presetFile=args.preset,
         fixedMaskNode=nodes["fixedMask"],
         fixedLabelsNode=nodes["fixedTissue"],
         movingLabelsNode=nodes["movingTissue"],

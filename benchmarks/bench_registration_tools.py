@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_registration import resampledTo  # noqa: E402
+from bench_registration import resampledTo, setThreads  # noqa: E402
 
 from MedAICommonLib import sceneio  # noqa: E402
 from MedAICommonLib.sampledata import loadSampleData  # noqa: E402
@@ -84,13 +84,13 @@ def score(case: dict, transform: sitk.Transform, seconds: float) -> dict:
     }
 
 
-def runMedAI(case: dict) -> tuple[sitk.Transform, float]:
+def runMedAI(case: dict, preset: str | None = None) -> tuple[sitk.Transform, float]:
     scene = sceneio.createScene()
     fixedNode = createVolumeFromSitkImage(scene, case["fixed"], "fixed")
     movingNode = createVolumeFromSitkImage(scene, case["moving"], "moving")
     started = time.perf_counter()
     result = MedAIRegistrationLogic().registerVolumes(
-        fixedVolumeNode=fixedNode, movingVolumeNode=movingNode, transformType="deformable"
+        fixedVolumeNode=fixedNode, movingVolumeNode=movingNode, transformType="deformable", presetFile=preset
     )
     return result.transform, time.perf_counter() - started
 
@@ -137,14 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spacing", type=float, default=2.0, help="grid spacing of MNI152, mm")
     parser.add_argument("--seed", type=int, default=6, help="seed of the known random deformation")
+    parser.add_argument("--presets", nargs="+", default=["deformable"], help="MedAI presets (names or files) to run")
+    parser.add_argument("--threads", type=int, default=None, help="threads of every tool (default: all cores)")
+    parser.add_argument("--skip-others", action="store_true", help="run MedAI only (no ANTs, no elastix)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
+    setThreads(args.threads)
     case = knownCase(args.spacing, args.seed)
     identity = sitk.Transform(3, sitk.sitkIdentity)
     report = {"unregistered": score(case, identity, 0.0)}
-    transform, seconds = runMedAI(case)
-    report["medai-deformable"] = score(case, transform, seconds)
-    print(json.dumps(report), flush=True)
+    for preset in args.presets:
+        transform, seconds = runMedAI(case, preset)
+        report[f"medai-{Path(preset).stem}"] = score(case, transform, seconds)
+        print(json.dumps(report), flush=True)
+    if args.skip_others:
+        return 0
     with tempfile.TemporaryDirectory() as folder:
         transform, seconds, mismatch = runAnts(case, Path(folder))
         report["ants-syn"] = {**score(case, transform, seconds), "resamplingMismatchWithAnts": round(mismatch, 3)}

@@ -54,7 +54,10 @@ def addRegisterParser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--initialization", choices=("geometry", "moments", "none"), default="geometry")
     parser.add_argument("--no-linear-stages", action="store_true", help="bspline/deformable: skip rigid and affine")
-    parser.add_argument("--preset", metavar="JSON", help="your own chain of stages (see Resources/Presets)")
+    parser.add_argument(
+        "--preset", metavar="JSON|NAME",
+        help="your own chain of stages (see Resources/Presets), or a shipped preset such as deformable-lncc",
+    )  # fmt: skip
     parser.add_argument("--sampling", type=float, metavar="P", help="share (0-1] of fixed voxels the metric samples")
     parser.add_argument("--fixed-mask", metavar="MASK", help="label map on the fixed grid; only non-zero voxels count")
     parser.add_argument("--moving-mask", metavar="MASK", help="label map on the moving grid")
@@ -73,6 +76,7 @@ def addRegisterParser(subparsers: Any) -> argparse.ArgumentParser:
         "--inverse-consistency", action="store_true",
         help="also register FIXED onto MOVING and report the mean round-trip error in mm (twice the time)",
     )  # fmt: skip
+    parser.add_argument("--jacobian", metavar="OUT", help="write the Jacobian determinant map on the fixed grid")
     parser.add_argument("--report", metavar="R.json", help="write the quality numbers as JSON")
     parser.set_defaults(run=registerCommand)
     return parser
@@ -97,22 +101,30 @@ def _checkArguments(args: argparse.Namespace) -> None:
             raise MedAIInputError(f"Give both --fixed-{what} and --moving-{what}, or neither.")
     for path, what in (
         (args.fixed_mask, "fixed mask"), (args.moving_mask, "moving mask"), (args.initial_transform, "transform"),
-        (args.fixed_labels, "fixed labels"), (args.moving_labels, "moving labels"), (args.preset, "preset"),
+        (args.fixed_labels, "fixed labels"), (args.moving_labels, "moving labels"), (_presetPath(args.preset), "preset"),
         (args.fixed_landmarks, "fixed landmarks"), (args.moving_landmarks, "moving landmarks"),
     ):  # fmt: skip
         if path:
             checkInputFile(path, what)
     suffix = _suffix(args.output_transform)
-    nonLinear = args.transform in ("bspline", "deformable")
+    nonLinear = args.transform in ("projective", "bspline", "deformable")
     allowed = (".h5", *_FIELD_SUFFIXES) if nonLinear else _LINEAR_SUFFIXES
     if suffix not in allowed:
         raise MedAIInputError(
             f"--output-transform {args.output_transform}: a {args.transform} result is written as {', '.join(allowed)}."
         )
-    if args.resampled and _suffix(args.resampled) not in _IMAGE_SUFFIXES:
-        raise MedAIInputError(f"--resampled {args.resampled}: write an image ({', '.join(_IMAGE_SUFFIXES)}).")
+    for path, option in ((args.resampled, "--resampled"), (args.jacobian, "--jacobian")):
+        if path and _suffix(path) not in _IMAGE_SUFFIXES:
+            raise MedAIInputError(f"{option} {path}: write an image ({', '.join(_IMAGE_SUFFIXES)}).")
     if args.report and _suffix(args.report) != ".json":
         raise MedAIInputError(f"--report {args.report}: the report is a .json file.")
+
+
+def _presetPath(preset: str | None) -> str | None:
+    """The preset as a file to check, or None when it is absent or names a shipped preset."""
+    from MedAIRegistrationLib.presets import preset_names
+
+    return None if not preset or (preset in preset_names() and not Path(preset).exists()) else preset
 
 
 def _loadLabels(scene: Any, path: str | None) -> Any:
@@ -173,6 +185,7 @@ def registerCommand(args: argparse.Namespace) -> int:
         movingMaskNode=masks[1],
         initialTransformNode=initial,
         createResampledVolume=bool(args.resampled),
+        createJacobianVolume=bool(args.jacobian),
         fixedLabelsNode=_loadLabels(scene, args.fixed_labels),
         movingLabelsNode=_loadLabels(scene, args.moving_labels),
         fixedLandmarksNode=landmarks[0],
@@ -195,6 +208,8 @@ def registerCommand(args: argparse.Namespace) -> int:
         written.append(target)
         if args.resampled:
             written.append(saveNode(result.resampledVolumeNode, args.resampled))
+        if args.jacobian:
+            written.append(saveNode(result.jacobianVolumeNode, args.jacobian))
         if args.report:
             report = {"transform": args.transform, "metric": args.metric, **result.quality}
             Path(args.report).write_text(json.dumps(report, indent=2))

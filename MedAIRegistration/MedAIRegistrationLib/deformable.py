@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registration import IterationRecord, run_stage
-from .settings import StageSettings, configure_method
+from .registration import IterationRecord, raise_if_cancelled, run_stage
+from .settings import StageInputs, StageSettings, configure_method
 
 __all__ = ["run_bspline_stage", "run_demons_stage", "compose"]
 
@@ -27,16 +27,7 @@ def compose(linear: Any, deformable: Any) -> Any:
 
 
 def run_bspline_stage(
-    fixed: Any,
-    moving: Any,
-    stage: StageSettings,
-    stage_index: int,
-    previous: Any,
-    history: list[IterationRecord],
-    fixed_mask: Any = None,
-    moving_mask: Any = None,
-    progress: Any = None,
-    cancel_token: Any = None,
+    inputs: StageInputs, stage: StageSettings, stage_index: int, previous: Any, progress: Any = None
 ) -> Any:
     """A cubic B-spline free-form deformation on top of ``previous`` (a linear transform or None).
 
@@ -52,29 +43,22 @@ def run_bspline_stage(
     """
     import SimpleITK as sitk
 
+    fixed = inputs.fixed
     levels = len(stage.shrink_factors)
     coarseSpacingMm = float(stage.grid_spacing_mm)
     extentMm = [size * spacing for size, spacing in zip(fixed.GetSize(), fixed.GetSpacing())]
     meshSize = [max(1, round(extent / coarseSpacingMm)) for extent in extentMm]
     bspline = sitk.BSplineTransformInitializer(fixed, meshSize, order=3)
-    method = configure_method(stage, fixed_mask, moving_mask)
+    method = configure_method(stage, inputs.fixed_mask, inputs.moving_mask)
     if previous is not None:
         method.SetMovingInitialTransform(previous)
     method.SetInitialTransformAsBSpline(bspline, inPlace=True, scaleFactors=[2**level for level in range(levels)])
-    run_stage(method, fixed, moving, stage, stage_index, history, progress, cancel_token)
+    run_stage(method, inputs, stage, stage_index, progress)
     return bspline if previous is None else compose(previous, bspline)
 
 
 def run_demons_stage(
-    fixed: Any,
-    moving: Any,
-    stage: StageSettings,
-    stage_index: int,
-    previous: Any,
-    history: list[IterationRecord],
-    fixed_mask: Any = None,
-    progress: Any = None,
-    cancel_token: Any = None,
+    inputs: StageInputs, stage: StageSettings, stage_index: int, previous: Any, progress: Any = None
 ) -> Any:
     """A dense displacement field by diffeomorphic demons, coarse to fine, on top of ``previous``.
 
@@ -92,9 +76,10 @@ def run_demons_stage(
     """
     import SimpleITK as sitk
 
+    fixed, fixed_mask = inputs.fixed, inputs.fixed_mask
     fixedFloat = sitk.Cast(fixed, sitk.sitkFloat32)
     identity = sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity)
-    movingOnFixed = sitk.Resample(moving, fixed, previous or identity, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    movingOnFixed = sitk.Resample(inputs.moving, fixed, previous or identity, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     movingOnFixed = sitk.HistogramMatching(movingOnFixed, fixedFloat, 256, 15, True)
     if fixed_mask is not None:
         inside = sitk.Cast(fixed_mask > 0, sitk.sitkFloat32)
@@ -106,7 +91,7 @@ def run_demons_stage(
         movingLevel = _pyramid_level(movingOnFixed, int(shrink), float(sigmaMm))
         if field is not None:
             field = sitk.Resample(field, fixedLevel, sitk.Transform(), sitk.sitkLinear, 0.0, field.GetPixelID())
-        field = _demons_level(fixedLevel, movingLevel, field, stage, stage_index, level, history, cancel_token)
+        field = _demons_level(fixedLevel, movingLevel, field, inputs, stage, stage_index, level)
         if progress is not None:
             progress((level + 1) / levels, f"deformable: level {level + 1}/{levels}")
     displacement = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
@@ -122,14 +107,7 @@ def _pyramid_level(image: Any, shrink: int, sigmaMm: float) -> Any:
 
 
 def _demons_level(
-    fixed: Any,
-    moving: Any,
-    field: Any,
-    stage: StageSettings,
-    stage_index: int,
-    level: int,
-    history: list[IterationRecord],
-    cancel_token: Any,
+    fixed: Any, moving: Any, field: Any, inputs: StageInputs, stage: StageSettings, stage_index: int, level: int
 ) -> Any:
     import SimpleITK as sitk
 
@@ -144,10 +122,10 @@ def _demons_level(
     demons.SetUseGradientType(demons.Symmetric)
 
     def on_iteration() -> None:
-        history.append(
+        inputs.history.append(
             IterationRecord(stage_index, stage.transform, level, demons.GetElapsedIterations(), demons.GetMetric())
         )
-        if cancel_token is not None and cancel_token.cancelled:
+        if inputs.cancel_token is not None and inputs.cancel_token.cancelled:
             demons.StopRegistration()
 
     demons.AddCommand(sitk.sitkIterationEvent, on_iteration)
@@ -155,6 +133,5 @@ def _demons_level(
         field = demons.Execute(fixed, moving)
     else:
         field = demons.Execute(fixed, moving, field)
-    if cancel_token is not None:
-        cancel_token.raiseIfCancelled()
+    raise_if_cancelled(inputs.cancel_token)
     return field

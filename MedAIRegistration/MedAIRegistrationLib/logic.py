@@ -24,7 +24,7 @@ from MedAICommonLib.volumes import createVolumeFromSitkImage, sitkImageFromVolum
 
 from .assessment import assessTransform
 from .pipeline import register_images
-from .presets import TRANSFORM_TYPES, load_preset
+from .presets import NON_LINEAR, TRANSFORM_TYPES, load_preset
 from .quality import inverse_consistency_error_mm
 from .reporting import createMetricTable, embedIn3D, to2D
 
@@ -127,7 +127,7 @@ class MedAIRegistrationLogic:
         started = time.monotonic()
         for node, what in ((fixedVolumeNode, "fixed volume"), (movingVolumeNode, "moving volume")):
             checkVolumeNode(node, what, allowConstant=False)
-        if transformType not in (*TRANSFORM_TYPES, "projective"):
+        if transformType not in TRANSFORM_TYPES:
             raise MedAIInputError(
                 f"Unknown transform type '{transformType}'; choose one of {', '.join(TRANSFORM_TYPES)}."
             )
@@ -145,7 +145,7 @@ class MedAIRegistrationLogic:
         if (
             outputTransformNode is not None
             and outputTransformNode.IsA("vtkMRMLLinearTransformNode")
-            and transformType in ("bspline", "deformable")
+            and transformType in NON_LINEAR
         ):
             raise MedAIInputError(
                 f"The linear transform node '{outputTransformNode.GetName()}' cannot hold a {transformType} result; "
@@ -203,8 +203,7 @@ class MedAIRegistrationLogic:
         stages = [dataclasses.replace(s, **changes) for s in stages]
         if optimizer is not None:
             stages = [
-                dataclasses.replace(s, optimizer=optimizer) if s.transform not in ("bspline", "deformable") else s
-                for s in stages
+                dataclasses.replace(s, optimizer=optimizer) if s.transform not in NON_LINEAR else s for s in stages
             ]
         return stages
 

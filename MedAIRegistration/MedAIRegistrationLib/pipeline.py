@@ -12,7 +12,10 @@ from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.jobs import subProgress
 
 from .deformable import run_bspline_stage, run_demons_stage
+from .projective import run_projective_stage
 from .registration import LINEAR_TRANSFORMS, IterationRecord, StageSettings, raise_if_cancelled, run_linear_stage
+from .settings import StageInputs
+from .svf import run_svf_stage
 
 __all__ = ["register_images", "check_images"]
 
@@ -110,7 +113,7 @@ def register_images(
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     masks = [None if m is None else sitk.Cast(m != 0, sitk.sitkUInt8) for m in (fixed_mask, moving_mask)]
-    history: list[IterationRecord] = []
+    inputs = StageInputs(fixed, moving, [], masks[0], masks[1], cancel_token)
     transform = initial_transform
     for index, stage in enumerate(stages):
         raise_if_cancelled(cancel_token)
@@ -118,17 +121,15 @@ def register_images(
         if stage.transform in LINEAR_TRANSFORMS:
             if transform is not None and not transform.IsLinear():
                 raise MedAIInputError("Linear stages must come before the B-spline or deformable stage.")
-            transform = run_linear_stage(
-                fixed, moving, stage, index, transform, initialization, history, *masks, stageProgress, cancel_token
-            )
+            transform = run_linear_stage(inputs, stage, index, transform, initialization, stageProgress)
+        elif stage.transform == "projective":
+            transform = run_projective_stage(inputs, stage, index, transform, stageProgress)
         elif stage.transform == "bspline":
-            transform = run_bspline_stage(
-                fixed, moving, stage, index, transform, history, *masks, stageProgress, cancel_token
-            )
+            transform = run_bspline_stage(inputs, stage, index, transform, stageProgress)
+        elif stage.method == "svf" and fixed.GetDimension() == 3:
+            transform = run_svf_stage(inputs, stage, index, transform, stageProgress)
         else:
-            transform = run_demons_stage(
-                fixed, moving, stage, index, transform, history, masks[0], stageProgress, cancel_token
-            )
+            transform = run_demons_stage(inputs, stage, index, transform, stageProgress)
     if progress is not None:
         progress(1.0, "Registration done.")
-    return transform, history
+    return transform, inputs.history

@@ -15,9 +15,10 @@ from MedAICommonLib.errors import MedAIInputError
 
 from .settings import LINEAR_TRANSFORMS, StageSettings
 
-__all__ = ["TRANSFORM_TYPES", "presets_dir", "preset_names", "load_preset", "stages_from_dicts"]
+__all__ = ["TRANSFORM_TYPES", "NON_LINEAR", "presets_dir", "preset_names", "load_preset", "stages_from_dicts"]
 
-TRANSFORM_TYPES = (*LINEAR_TRANSFORMS, "bspline", "deformable")
+TRANSFORM_TYPES = (*LINEAR_TRANSFORMS, "projective", "bspline", "deformable")
+NON_LINEAR = ("projective", "bspline", "deformable")
 
 
 def presets_dir() -> Path:
@@ -61,8 +62,10 @@ def load_preset(
         name: a transform type (``rigid``, ``deformable``...), the name of a shipped preset.
         metric: if given, replaces the metric of every stage that uses one (demons compares
             intensities directly and has no metric choice).
-        linear_stages: False drops the rigid/affine stages that precede a bspline or deformable stage.
-        preset_file: a user's own preset file, used instead of the shipped one.
+        linear_stages: False drops the rigid/affine stages that precede a projective, bspline or
+            deformable stage.
+        preset_file: a user's own preset file, or the name of another shipped preset (such as
+            ``deformable-lncc``), used instead of the preset of ``name``.
 
     Returns:
         The list of :class:`StageSettings`, first stage first.
@@ -70,6 +73,8 @@ def load_preset(
     Raises:
         MedAIInputError: no such preset, an unreadable file, or bad settings in it.
     """
+    if preset_file and not Path(preset_file).is_file() and str(preset_file) in preset_names():
+        preset_file = presets_dir() / f"{preset_file}.json"
     path = Path(preset_file) if preset_file else presets_dir() / f"{name}.json"
     if not path.is_file():
         raise MedAIInputError(f"No registration preset '{name}'; choose one of {', '.join(preset_names())}.")
@@ -78,7 +83,7 @@ def load_preset(
     except (OSError, ValueError) as error:
         raise MedAIInputError(f"The preset file {path} cannot be read: {error}.") from error
     stages = stages_from_dicts(data.get("stages", []))
-    if not linear_stages and stages[-1].transform in ("bspline", "deformable"):
+    if not linear_stages and stages[-1].transform in NON_LINEAR:
         stages = [stages[-1]]
     if metric is not None:
         stages = [dataclasses.replace(s, metric=metric) if s.transform != "deformable" else s for s in stages]

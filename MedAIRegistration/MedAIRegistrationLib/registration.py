@@ -13,7 +13,15 @@ from typing import Any
 
 from MedAICommonLib.errors import MedAICancelledError, MedAIInputError
 
-from .settings import INITIALIZATIONS, LINEAR_TRANSFORMS, METRICS, OPTIMIZERS, StageSettings, configure_method
+from .settings import (
+    INITIALIZATIONS,
+    LINEAR_TRANSFORMS,
+    METRICS,
+    OPTIMIZERS,
+    StageInputs,
+    StageSettings,
+    configure_method,
+)
 
 __all__ = [
     "LINEAR_TRANSFORMS",
@@ -21,6 +29,7 @@ __all__ = [
     "OPTIMIZERS",
     "INITIALIZATIONS",
     "StageSettings",
+    "StageInputs",
     "IterationRecord",
     "new_linear_transform",
     "initial_linear_transform",
@@ -54,7 +63,7 @@ def new_linear_transform(kind: str, dimension: int) -> Any:
             raise MedAIInputError(
                 "A projective (perspective) transform is for 2D images only; use affine for 3D volumes."
             )
-        raise MedAIInputError("The projective transform is not available yet; use affine for 2D images.")
+        raise MedAIInputError("A projective transform is fitted by its own stage (projective.py), not as a linear one.")
     classes = {
         "translation": lambda: sitk.TranslationTransform(dimension),
         "rigid": lambda: sitk.Euler2DTransform() if dimension == 2 else sitk.Euler3DTransform(),
@@ -98,16 +107,7 @@ def initial_linear_transform(kind: str, fixed: Any, moving: Any, initialization:
     return sitk.TranslationTransform(dimension, shift)
 
 
-def run_stage(
-    method: Any,
-    fixed: Any,
-    moving: Any,
-    stage: StageSettings,
-    stage_index: int,
-    history: list[IterationRecord],
-    progress: Any = None,
-    cancel_token: Any = None,
-) -> None:
+def run_stage(method: Any, inputs: StageInputs, stage: StageSettings, stage_index: int, progress: Any = None) -> None:
     """Execute a configured registration method, recording the metric and honouring the cancel token.
 
     Raises:
@@ -122,16 +122,16 @@ def run_stage(
         level = method.GetCurrentLevel()
         iteration = method.GetOptimizerIteration()
         value = method.GetMetricValue()
-        history.append(IterationRecord(stage_index, stage.transform, level, iteration, float(value)))
+        inputs.history.append(IterationRecord(stage_index, stage.transform, level, iteration, float(value)))
         if progress is not None:
             fraction = (level + min(iteration / max(int(stage.iterations), 1), 1.0)) / levels
             progress(fraction, f"{stage.transform}: level {level + 1}/{levels}, metric {value:.4g}")
-        if cancel_token is not None and cancel_token.cancelled:
+        if inputs.cancel_token is not None and inputs.cancel_token.cancelled:
             method.StopRegistration()
 
     method.AddCommand(sitk.sitkIterationEvent, on_iteration)
     try:
-        method.Execute(fixed, moving)
+        method.Execute(inputs.fixed, inputs.moving)
     except RuntimeError as error:
         text = str(error)
         if "outside" in text or "Too many samples" in text or "insufficient" in text.lower():
@@ -142,35 +142,26 @@ def run_stage(
         raise
     finally:
         method.RemoveAllCommands()
-    if cancel_token is not None:
-        cancel_token.raiseIfCancelled()
+    raise_if_cancelled(inputs.cancel_token)
 
 
 def run_linear_stage(
-    fixed: Any,
-    moving: Any,
+    inputs: StageInputs,
     stage: StageSettings,
     stage_index: int,
     previous: Any,
     initialization: str,
-    history: list[IterationRecord],
-    fixed_mask: Any = None,
-    moving_mask: Any = None,
     progress: Any = None,
-    cancel_token: Any = None,
 ) -> Any:
     """Run one linear stage on top of the transform found so far.
 
     Args:
-        fixed, moving: SimpleITK images of the same dimension (LPS), float.
+        inputs: the images, masks, metric history and cancel token.
         stage: its settings; ``stage.transform`` is one of :data:`LINEAR_TRANSFORMS`.
         stage_index: the position of the stage in the preset (for the metric history).
         previous: the transform found by earlier stages (resampling, LPS), or None for the first stage.
         initialization: "geometry", "moments" or "none"; used only when ``previous`` is None.
-        history: the metric history, appended to.
-        fixed_mask, moving_mask: optional SimpleITK masks (UInt8, non-zero inside).
         progress: ``progress(fraction, message)`` for this stage.
-        cancel_token: a :class:`MedAICommonLib.jobs.CancelToken`.
 
     Returns:
         A single linear SimpleITK transform (resampling, LPS) that includes ``previous``.
@@ -180,19 +171,20 @@ def run_linear_stage(
     """
     import SimpleITK as sitk
 
+    fixed = inputs.fixed
     dimension = fixed.GetDimension()
     if previous is None:
-        transform = initial_linear_transform(stage.transform, fixed, moving, initialization)
+        transform = initial_linear_transform(stage.transform, fixed, inputs.moving, initialization)
     else:
         # Each stage starts where the previous one ended: its own parameters start at identity.
         transform = new_linear_transform(stage.transform, dimension)
         if hasattr(transform, "SetCenter"):
             transform.SetCenter(_centre_of(previous, fixed))
-    method = configure_method(stage, fixed_mask, moving_mask)
+    method = configure_method(stage, inputs.fixed_mask, inputs.moving_mask)
     if previous is not None:
         method.SetMovingInitialTransform(previous)
     method.SetInitialTransform(transform, inPlace=True)
-    run_stage(method, fixed, moving, stage, stage_index, history, progress, cancel_token)
+    run_stage(method, inputs, stage, stage_index, progress)
     if previous is None:
         return transform
     composite = sitk.CompositeTransform(dimension)

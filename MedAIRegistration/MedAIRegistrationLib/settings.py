@@ -11,12 +11,22 @@ from typing import Any
 
 from MedAICommonLib.errors import MedAIInputError
 
-__all__ = ["LINEAR_TRANSFORMS", "METRICS", "OPTIMIZERS", "INITIALIZATIONS", "StageSettings", "configure_method"]
+__all__ = [
+    "LINEAR_TRANSFORMS",
+    "METRICS",
+    "OPTIMIZERS",
+    "INITIALIZATIONS",
+    "DEFORMABLE_METHODS",
+    "StageSettings",
+    "StageInputs",
+    "configure_method",
+]
 
 LINEAR_TRANSFORMS = ("translation", "rigid", "similarity", "affine")
 METRICS = ("mse", "ncc", "mi")
 OPTIMIZERS = ("gradient-descent", "line-search", "regular-step", "lbfgsb", "powell", "amoeba", "one-plus-one")
 INITIALIZATIONS = ("geometry", "moments", "none")
+DEFORMABLE_METHODS = ("svf", "demons")
 
 
 @dataclass
@@ -36,7 +46,15 @@ class StageSettings:
         grid_spacing_mm: B-spline control point spacing, mm (bspline stages only).
         field_smoothing_voxels: Gaussian sigma of the demons displacement field, voxels (deformable only).
         update_smoothing_voxels: Gaussian sigma of each demons update, voxels (deformable only).
-        level_iterations: demons iterations per level (coarse to fine), instead of ``iterations``.
+        level_iterations: deformable iterations per level (coarse to fine), instead of ``iterations``.
+        method: how a deformable stage is solved: "svf" (symmetric local NCC on a stationary velocity
+            field, torch) or "demons" (SimpleITK diffeomorphic demons, one modality only).
+        regularization: weight of the diffusion penalty on the velocity field ("svf").
+        ncc_radius_voxels: half-width of the local NCC window, voxels of each level ("svf").
+        velocity_shrink: the velocity grid is this many times coarser than each level's image ("svf").
+        symmetric: "svf" pulls both images halfway (True) or only the moving one all the way.
+        exponential_steps: squarings of the velocity field ("svf"; 2**steps scaling).
+        device: where "svf" runs: cpu, cuda, mps or auto.
     """
 
     transform: str
@@ -52,6 +70,13 @@ class StageSettings:
     field_smoothing_voxels: float = 1.5
     update_smoothing_voxels: float = 0.0
     level_iterations: list[int] | None = None
+    method: str = "svf"
+    regularization: float = 1.0
+    ncc_radius_voxels: int = 2
+    velocity_shrink: float = 2.0
+    symmetric: bool = True
+    exponential_steps: int = 6
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -66,8 +91,33 @@ class StageSettings:
             raise MedAIInputError(f"The sampling percentage must be in (0, 1], got {self.sampling_percentage}.")
         if self.level_iterations is not None and len(self.level_iterations) != len(self.shrink_factors):
             raise MedAIInputError("Give one number of iterations per level in level_iterations.")
+        if self.method not in DEFORMABLE_METHODS:
+            raise MedAIInputError(
+                f"Unknown deformable method '{self.method}'; choose one of {', '.join(DEFORMABLE_METHODS)}."
+            )
+        if self.regularization < 0 or int(self.ncc_radius_voxels) < 1 or self.velocity_shrink < 1:
+            raise MedAIInputError("Regularization must be >= 0, the NCC radius >= 1 voxel and velocity_shrink >= 1.")
         if int(self.iterations) < 1:
             raise MedAIInputError(f"The number of iterations must be at least 1, got {self.iterations}.")
+
+
+@dataclass
+class StageInputs:
+    """What every stage of one registration shares (the stage functions take this one object).
+
+    Attributes:
+        fixed, moving: SimpleITK float images of the same dimension (LPS).
+        history: the metric per iteration, appended to by every stage (``IterationRecord``).
+        fixed_mask, moving_mask: optional UInt8 SimpleITK masks on the images' grids (non-zero inside).
+        cancel_token: a :class:`MedAICommonLib.jobs.CancelToken`, or None.
+    """
+
+    fixed: Any
+    moving: Any
+    history: list = field(default_factory=list)
+    fixed_mask: Any = None
+    moving_mask: Any = None
+    cancel_token: Any = None
 
 
 def _set_metric(method: Any, stage: StageSettings) -> None:

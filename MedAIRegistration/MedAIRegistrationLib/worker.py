@@ -23,12 +23,15 @@ __all__ = ["createRegistrationWorker", "loadWorkerResult", "main"]
 
 _INPUT_NODES = (
     "fixedVolume", "movingVolume", "fixedLabels", "movingLabels", "fixedLandmarks", "movingLandmarks",
+    "fixedMask", "movingMask", "initialTransform",
 )  # fmt: skip
 _SUFFIXES = {
     "vtkMRMLSegmentationNode": ".seg.nrrd",
     "vtkMRMLMarkupsFiducialNode": ".mrk.json",
     "vtkMRMLLabelMapVolumeNode": ".nrrd",
     "vtkMRMLScalarVolumeNode": ".nrrd",
+    "vtkMRMLLinearTransformNode": ".h5",
+    "vtkMRMLTransformNode": ".h5",
 }
 
 
@@ -37,7 +40,9 @@ def createRegistrationWorker(nodes: dict[str, Any], settings: dict[str, Any], py
 
     Args:
         nodes: ``{"fixedVolume": node, "movingVolume": node}`` and optionally ``fixedLabels``,
-            ``movingLabels`` (segmentations), ``fixedLandmarks``, ``movingLandmarks`` (markups).
+            ``movingLabels`` (segmentations), ``fixedLandmarks``, ``movingLandmarks`` (markups),
+            ``fixedMask``, ``movingMask`` (label maps), ``initialTransform`` (linear transform); None
+            values are left out.
         settings: keyword arguments of ``registerVolumes`` that are plain values
             (``transformType``, ``metric``, ``initialization``, ``createResampledVolume``...).
         pythonPaths: folders the child needs on its ``PYTHONPATH`` (the MedAI module folders in Slicer).
@@ -75,7 +80,7 @@ def loadWorkerResult(
         tableNode: a table node to receive the metric history; None keeps the new one.
 
     Returns:
-        ``(transformNode, resampledVolumeNode or None, tableNode, chartNode, quality)``.
+        ``(transformNode, resampledVolumeNode or None, tableNode, chartNode, quality, jacobianVolumeNode or None)``.
     """
     import SimpleITK as sitk
 
@@ -101,6 +106,9 @@ def loadWorkerResult(
             setVolumeIjkToRas(outputVolumeNode, ijkToRasFromVolume(loaded))
             scene.RemoveNode(loaded)
             resampledNode = outputVolumeNode
+    jacobianNode = None
+    if result.get("jacobianFile"):
+        jacobianNode = loadVolume(scene, result["jacobianFile"], name=f"{result['name']} Jacobian")
     history = [IterationRecord(*record) for record in result["history"]]
     newTableNode, chartNode, seriesNode = createMetricTable(scene, history, f"{result['name']} metric")
     if tableNode is not None:
@@ -110,7 +118,7 @@ def loadWorkerResult(
         scene.RemoveNode(newTableNode)
     else:
         tableNode = newTableNode
-    return outputTransformNode, resampledNode, tableNode, chartNode, result["quality"]
+    return outputTransformNode, resampledNode, tableNode, chartNode, result["quality"], jacobianNode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,12 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     resampledFile = None
     if result.resampledVolumeNode is not None:
         resampledFile = str(sceneio.saveNode(result.resampledVolumeNode, folder / "resampled.nrrd"))
+    jacobianFile = None
+    if result.jacobianVolumeNode is not None:
+        jacobianFile = str(sceneio.saveNode(result.jacobianVolumeNode, folder / "jacobian.nrrd"))
     history = [list(dataclasses.astuple(record)) for record in _history(result.tableNode)]
     reportResult(
         {
             "name": name,
             "transformFile": str(transformFile),
             "resampledFile": resampledFile,
+            "jacobianFile": jacobianFile,
             "history": history,
             "quality": result.quality,
         }
