@@ -258,3 +258,26 @@ def test_cancel_leaves_the_scene_as_it_was(scene, rng):
     with pytest.raises(MedAICancelledError):
         MedAIUncertaintyLogic().estimateUncertainty(volume, _model(_trainedBlobNetwork()), "tta", 2, cancelToken=token)
     assert scene.GetNumberOfNodes() == count
+
+
+def test_medai_uncertainty_refuses_bad_input_without_writing(tmp_path, capsys):
+    from medai.cli import main
+    from MedAICommonLib import sampledata
+
+    image = str(sampledata.sampleDataPath("KmeansT1"))
+    output, uncertainty = tmp_path / "seg.seg.nrrd", tmp_path / "u.nrrd"
+    common = [
+        "uncertainty",
+        image,
+        "--model",
+        "NucleusPatchClassifier2D",
+        "-o",
+        str(output),
+        "--uncertainty",
+        str(uncertainty),
+    ]
+    assert main([*common, "--samples", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    assert main([*common, "--reliability-png", str(tmp_path / "r.png")]) == 2
+    assert "needs --reference" in capsys.readouterr().err
+    assert not output.exists() and not uncertainty.exists()

@@ -211,7 +211,9 @@ class UncertaintyLogicMixin:
 def _networks(loaded: Any, method: str, ensembleModels: list[Any] | None, device: str) -> list[Any]:
     """The network, or for an ensemble every member (the card's, the NetworkModel's, or the extra ones)."""
     if method != "ensemble":
-        return [loaded.network]
+        # A card's ensemble loads as an averaging wrapper; dropout and augmentation sample its first member.
+        network = loaded.network
+        return [network if hasattr(network, "modules") else loaded.members[0]]
     members = list(getattr(loaded, "members", None) or [])
     if not members and getattr(loaded, "card", None) is not None:
         members = _cardMembers(loaded)
