@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(MODEL not in ModelRegistry.load(), reason=f"{MOD
 
 
 def resampled(image: sitk.Image, spacing, direction=None, margin: float = 0.0) -> sitk.Image:
-    """``image`` on a grid of ``spacing`` (mm) and ``direction`` (LPS) covering it (plus ``margin`` mm)."""
+    """``image`` on a grid of ``spacing`` (mm) and ``direction`` (LPS) covering it (plus ``margin`` mm), linear."""
     direction = np.eye(3) if direction is None else np.asarray(direction)
     size = np.array(image.GetSize())
     corners = np.array([image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner])
@@ -48,17 +48,35 @@ def colin(tmp_path_factory):
     return scene, image, loadSegmentationModel(MODEL, "cpu")
 
 
+def rotated(image: sitk.Image, rotation: np.ndarray) -> sitk.Image:
+    """``image`` on a grid of its own size and spacing turned by ``rotation`` about its centre.
+
+    The field of view keeps its size, as an oblique acquisition would: the percentiles that scale
+    the intensities see about as much background as in the straight storage.
+    """
+    grid = sitk.Image(image.GetSize(), image.GetPixelID())
+    grid.SetSpacing(image.GetSpacing())
+    direction = rotation @ np.asarray(image.GetDirection()).reshape(3, 3)
+    grid.SetDirection(direction.ravel().tolist())
+    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
+    halfSize = direction @ (np.asarray(image.GetSpacing()) * (np.asarray(image.GetSize()) - 1) / 2)
+    grid.SetOrigin((centre - halfSize).tolist())
+    return sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+
+
 def storages(image: sitk.Image) -> dict[str, sitk.Image]:
     rotation = Rotation.from_euler("xyz", [18, -12, 25], degrees=True).as_matrix()
     return {
         "permuted and flipped": sitk.Flip(sitk.PermuteAxes(image, [2, 0, 1]), [True, False, True]),
-        "oblique": resampled(image, (1.5, 1.5, 1.5), rotation, margin=2.0),
+        "oblique": rotated(image, rotation),
         "anisotropic 1.5x1.5x3": resampled(image, (1.5, 1.5, 3.0)),
         "anisotropic 3x1.5x1.5, flipped": sitk.Flip(resampled(image, (3.0, 1.5, 1.5)), [False, True, False]),
     }
 
 
-@pytest.mark.parametrize("case", ["permuted and flipped", "oblique", "anisotropic 1.5x1.5x3", "anisotropic 3x1.5x1.5, flipped"])
+@pytest.mark.parametrize(
+    "case", ["permuted and flipped", "oblique", "anisotropic 1.5x1.5x3", "anisotropic 3x1.5x1.5, flipped"]
+)
 def test_colin27_masks_agree_in_physical_space(case, colin):
     scene, image, model = colin
     logic = MedAISegmentationLogic()

@@ -286,3 +286,26 @@ def test_out_of_memory_retries_with_a_smaller_window(tiny, scene):
     assert windows[0] == (32, 32, 32) and set(windows[1:]) == {(24, 24, 24)}
     assert "ran out of memory" in messages[0]
     torch.testing.assert_close(probabilities.sum(1), torch.ones_like(probabilities[:, 0]))
+
+
+@pytest.mark.parametrize("rotationDeg", [0.0, 17.0])
+def test_resampling_to_the_model_grid_reproduces_a_linear_intensity(rotationDeg):
+    """Trilinear resampling is exact for a linear function of RAS, on axis-parallel and oblique grids."""
+    from MedAISegmentationLib.modelgrid import modelGrid, resampleTensor
+
+    directions = Rotation.from_euler("z", rotationDeg, degrees=True).as_matrix() @ np.diag([1.0, -1.0, 1.0])
+    ijkToRas = grid(directions, (0.7, 0.9, 3.0), (37, 53, 11), (4.0, -3.0, 2.0))
+    indices = np.stack(np.meshgrid(*[np.arange(n) for n in (37, 53, 11)], indexing="ij")).reshape(3, -1)
+
+    def linear(ras):
+        return 0.3 * ras[0] - 0.2 * ras[1] + 0.5 * ras[2]
+
+    values = torch.as_tensor(linear(ijkToRas[:3, :3] @ indices + ijkToRas[:3, 3:]).reshape(37, 53, 11))[None]
+    modelAffine, modelShape = modelGrid(ijkToRas, (37, 53, 11), "RAS", (1.5, 1.5, 1.5))
+    onModel = resampleTensor(values.float(), ijkToRas, modelAffine, modelShape, "border")[0].numpy()
+    modelIndices = np.stack(np.meshgrid(*[np.arange(n) for n in modelShape], indexing="ij")).reshape(3, -1)
+    modelRas = modelAffine[:3, :3] @ modelIndices + modelAffine[:3, 3:]
+    inputIndices = np.linalg.solve(ijkToRas[:3, :3], modelRas - ijkToRas[:3, 3:])
+    inside = np.all((inputIndices >= 0) & (inputIndices <= np.array([[36], [52], [10]])), axis=0)
+    assert inside.mean() > 0.3
+    np.testing.assert_allclose(onModel.ravel()[inside], linear(modelRas)[inside], atol=1e-3)
