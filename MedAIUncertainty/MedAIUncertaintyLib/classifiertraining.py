@@ -198,3 +198,36 @@ def trainClassifierFromConfig(
     if progress is not None:
         progress(1.0, f"Held-back AUC {metrics['auc']:.3f}")
     return report
+
+
+def createClassifierReportNodes(scene: Any, metrics: dict[str, Any], name: str = "Classifier") -> tuple[Any, Any]:
+    """The held-back metrics as MRML nodes: a table of the rates and confusion matrix, and the ROC as a plot chart.
+
+    Args:
+        scene: the ``vtkMRMLScene``.
+        metrics: ``report["heldBack"]`` of :func:`trainClassifierFromConfig` (or :func:`evaluateClassifier`).
+        name: prefix of the node names.
+
+    Returns:
+        ``(tableNode, rocChartNode)``.
+    """
+    from MedAICommonLib.tables import fillTable
+
+    from .uncertaintyoutput import createCurveChart
+
+    (tn, fp), (fn, tp) = metrics["confusionMatrix"]
+    rows = [("AUC", metrics["auc"]), ("accuracy", metrics["accuracy"]), ("sensitivity", metrics["sensitivity"]),
+            ("specificity", metrics["specificity"]), ("precision", metrics["precision"]), ("NPV", metrics["npv"]),
+            ("true negatives", tn), ("false positives", fp), ("false negatives", fn), ("true positives", tp)]  # fmt: skip
+    tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{name} metrics"))
+    fillTable(
+        tableNode,
+        [("Metric", "string", [r[0] for r in rows], ""), ("Value", "double", [float(r[1]) for r in rows], "")],
+    )
+    roc = metrics["roc"]
+    _rocTable, chartNode = createCurveChart(
+        scene, f"{name} ROC (AUC {metrics['auc']:.3f})",
+        {"false positive rate": roc["falsePositiveRate"], "true positive rate": roc["truePositiveRate"]},
+        [("ROC", "false positive rate", "true positive rate")], ("false positive rate", "true positive rate"),
+    )  # fmt: skip
+    return tableNode, chartNode
