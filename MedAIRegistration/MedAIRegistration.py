@@ -50,8 +50,9 @@ class MedAIRegistration(ScriptedLoadableModule):
         self.parent.dependencies = ["MedAICommon"]
         self.parent.contributors = ["MedAI contributors"]
         self.parent.helpText = _("""
-Aligns a moving image with a fixed image: translation, rigid, similarity, affine, B-spline, dense deformable or a
-learned (VoxelMorph-style) network, with mean squares, normalised cross-correlation or mutual information.
+Aligns a moving image with a fixed image: translation, rigid, similarity, affine, projective (2D), B-spline, dense
+deformable (diffeomorphic demons, or symmetric local correlation with the deformable-lncc preset) or a learned
+(VoxelMorph-style) network, with mean squares, normalised cross-correlation or mutual information.
 Put the moving volume under the output transform to see it aligned. Quality checks: Dice of propagated labels,
 landmark error in mm, Jacobian determinant and folding.
 See <a href="https://github.com/medai-slicer/SlicerMedAI#medairegistration">the module documentation</a>.

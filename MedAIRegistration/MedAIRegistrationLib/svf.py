@@ -1,9 +1,10 @@
 """Symmetric diffeomorphic registration: a stationary velocity field optimised with torch on local NCC.
 
 The velocity field ``v`` lives on a grid coarser than the image; the fixed image is pulled halfway
-by ``exp(-v/2)`` and the moving image halfway by ``exp(v/2)`` (scaling and squaring), and Adam
-maximises their local normalised cross-correlation in that middle space, with a diffusion penalty on
-``v``. The fixed-to-moving mapping is then ``exp(v)``, invertible by construction (its inverse is
+by ``exp(-v/2)`` and the moving image halfway by ``exp(v/2)`` (scaling and squaring), and a normalised
+gradient ascent (the largest update moves a set number of voxels, as in ANTs) maximises their local
+normalised cross-correlation in that middle space, with a Gaussian-like smoothing of ``v`` and a
+diffusion penalty on it. The fixed-to-moving mapping is then ``exp(v)``, invertible by construction (its inverse is
 ``exp(-v)``). Coarse to fine; torch on the CPU (or a GPU if the stage asks for one).
 
 Displacements inside this file are in grid_sample's normalised coordinates (-1..1 corner to corner,
@@ -123,7 +124,7 @@ def _smoothed(velocity: Any, sigma_voxels: float) -> Any:
     return velocity
 
 
-def _optimise_level(fixed, moving, weight, velocity, stage, level, stage_index, inputs, progress):
+def _optimise_level(fixed, moving, velocity, stage, level, stage_index, inputs, progress):
     """Adam on the velocity of one level; ``velocity`` is carried in normalised units on its own grid."""
     import torch
 
@@ -144,13 +145,12 @@ def _optimise_level(fixed, moving, weight, velocity, stage, level, stage_index, 
         if stage.symmetric:
             half_fixed = _resize(_exponential_through(-0.5 * velocity, field_grid, steps), fixed.shape[2:])
             warped_fixed = _pull(fixed, half_fixed, image_grid)
-            warped_weight = None if weight is None else _pull(weight, half_fixed, image_grid)
             half_moving = _resize(_exponential_through(0.5 * velocity, field_grid, steps), fixed.shape[2:])
         else:
-            warped_fixed, warped_weight = fixed, weight
+            warped_fixed = fixed
             half_moving = _resize(_exponential_through(velocity, field_grid, steps), fixed.shape[2:])
         warped_moving = _pull(moving, half_moving, image_grid)
-        similarity = local_ncc(warped_fixed, warped_moving, radius, warped_weight)
+        similarity = local_ncc(warped_fixed, warped_moving, radius)
         loss = -similarity + float(stage.regularization) * _diffusion(smooth)
         loss.backward()
         with torch.no_grad():
@@ -161,13 +161,10 @@ def _optimise_level(fixed, moving, weight, velocity, stage, level, stage_index, 
             if largest < 1e-9:
                 break  # the images already agree (a volume registered to itself stays at identity)
             parameter -= gradient * (rate / largest)
-        inputs.history.append(
-            IterationRecord(stage_index, stage.transform, level, iteration, -float(similarity.detach()))
-        )
+        value = float(similarity.detach())
+        inputs.history.append(IterationRecord(stage_index, stage.transform, level, iteration, -value))
         if progress is not None:
-            progress(
-                (iteration + 1) / iterations, f"deformable: iteration {iteration + 1}, LNCC {float(similarity):.4f}"
-            )
+            progress((iteration + 1) / iterations, f"deformable: iteration {iteration + 1}, LNCC {value:.4f}")
         raise_if_cancelled(inputs.cancel_token)
     with torch.no_grad():
         smooth = _smoothed(parameter, stage.field_smoothing_voxels)
@@ -181,11 +178,13 @@ def run_svf_stage(
 
     Args:
         inputs: 3D fixed and moving images (LPS), the metric history, the cancel token, and an optional
-            fixed mask (the similarity counts inside it only).
+            fixed mask (both images are cut to it before comparing them).
         stage: ``shrink_factors`` (per level, of the fixed grid), ``smoothing_mm``,
-            ``level_iterations``, ``learning_rate`` (Adam, voxels of the velocity grid),
+            ``level_iterations``, ``learning_rate`` (largest step, voxels of the velocity grid),
             ``regularization`` (diffusion weight), ``ncc_radius_voxels``, ``velocity_shrink``
-            (velocity grid coarser than the level's image by this factor), ``device``.
+            (velocity grid coarser than the level's image by this factor), ``field_smoothing_voxels``
+            (smoothing of the velocity, voxels of its grid), ``symmetric``, ``exponential_steps``,
+            ``device``.
         previous: the linear resampling transform found so far (LPS), or None.
         progress: ``progress(fraction, message)`` for this stage.
 
@@ -206,11 +205,10 @@ def run_svf_stage(
 
     fixed, fixed_mask = inputs.fixed, inputs.fixed_mask
     torch.manual_seed(_SEED)
-    device = resolveDevice(getattr(stage, "device", "cpu"))
+    device = resolveDevice(stage.device)
     identity = sitk.Transform(3, sitk.sitkIdentity)
     moving_on_fixed = sitk.Resample(inputs.moving, fixed, previous or identity, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = None if fixed_mask is None else sitk.GetArrayFromImage(fixed_mask)
-    weight = None
     if fixed_mask is not None:
         # As for demons: both images keep only the masked structure, so that what lies outside it
         # in the moving image (a skull the fixed image lacks) cannot pull the field.
@@ -225,23 +223,19 @@ def run_svf_stage(
             array = _normalised(sitk.GetArrayFromImage(blurred), image_mask)
             tensor = torch.from_numpy(array)[None, None].to(device)
             tensors.append(_resize(tensor, _level_shape(tuple(array.shape), float(shrink))))
-        level_weight = None if weight is None else _resize(weight, tuple(tensors[0].shape[2:]))
         field_shape = _level_shape(tuple(tensors[0].shape[2:]), float(stage.velocity_shrink))
         velocity = (
             torch.zeros((1, 3, *field_shape), device=device) if velocity is None else _resize(velocity, field_shape)
         )
         velocity = _optimise_level(
-            tensors[0], tensors[1], level_weight, velocity, stage, level, stage_index, inputs,
+            tensors[0], tensors[1], velocity, stage, level, stage_index, inputs,
             subProgress(progress, level / levels, (level + 1) / levels),
         )  # fmt: skip
     with torch.no_grad():
         final_shape = _level_shape(tuple(reversed(fixed.GetSize())), float(stage.shrink_factors[-1]))
         displacement = _resize(exponential(velocity, _identity_grid(tuple(velocity.shape[2:]), device)), final_shape)
-    return (
-        compose(previous, _field_transform(displacement.cpu().numpy()[0], fixed))
-        if previous
-        else _field_transform(displacement.cpu().numpy()[0], fixed)
-    )
+    field = _field_transform(displacement.cpu().numpy()[0], fixed)
+    return field if previous is None else compose(previous, field)
 
 
 def _field_transform(normalised: np.ndarray, fixed: Any) -> Any:
