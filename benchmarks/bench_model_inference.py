@@ -63,15 +63,17 @@ def benchmarkModel(roi, overlap) -> LoadedModel:
         source = "trained BrainExtractionT1 network"
     else:
         torch.manual_seed(0)
+        # The architecture of Resources/Models/configs/BrainExtractionT1.json, with random weights.
         arguments = {"architecture": "unet", "spatialDims": 3, "inChannels": 1, "outChannels": 2}
+        arguments |= {"channels": [8, 16, 32, 64], "dropout": 0.15, "subunits": 1}
         network = buildNetwork(**arguments).eval()
         card = ModelCard("Random", "random U-Net", "segmentation", "MR", "unet", "state_dict",
                          ModelWeights("none"), "none", "none", builder="MedAISegmentationLib.networks:buildNetwork",
                          networkArguments=arguments)  # fmt: skip
         model = LoadedModel(card, network, torch.device("cpu"), [network])
-        source = "random MedAI U-Net (16, 32, 64, 128), BrainExtractionT1 not installed"
+        source = "random MedAI U-Net of BrainExtractionT1's shape (8, 16, 32, 64), BrainExtractionT1 not installed"
     model.card.inputSpacingMm, model.card.orientation = (1.0, 1.0, 1.0), "RAS"
-    model.card.roiSizePx = tuple(roi) if roi else (model.card.roiSizePx or (96, 96, 96))
+    model.card.roiSizePx = tuple(roi) if roi else (model.card.roiSizePx or (48, 48, 48))
     model.card.overlap = overlap if overlap is not None else model.card.overlap
     model.card.intensity = model.card.intensity if model.card.intensity.get("method") != "none" else {
         "method": "percentile", "lower": 0.5, "upper": 99.5}  # fmt: skip
@@ -158,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", choices=("overhead", "fast"), default=["overhead", "fast"])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--roi", type=int, nargs=3, help="window size (default: the card's, else 96 96 96)")
+    parser.add_argument("--roi", type=int, nargs=3, help="window size (default: the card's, else 48 48 48)")
     parser.add_argument("--overlap", type=float, help="window overlap (default: the card's)")
     arguments = parser.parse_args()
     if "overhead" in arguments.parts:
