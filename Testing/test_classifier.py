@@ -53,8 +53,8 @@ def test_binary_metrics_from_a_known_confusion_matrix():
 
 def test_training_from_a_tiny_config_writes_weights_and_report(tmp_path, scene):
     config = {"image": "NucleiImage2D", "mask": "NucleiMask2D", "patchSizePx": 32, "heldBackFromColumn": 384,
-              "trainPatches": 400, "testPatches": 200, "iterations": 30, "batchSize": 32, "seed": 3,
-              "network": {"channels": [4, 8, 8]}, "weightsFile": "tiny.pt", "saliencyChecks": 4}  # fmt: skip
+              "trainPatches": 400, "testPatches": 200, "iterations": 10, "batchSize": 32, "seed": 3,
+              "network": {"channels": [4, 8, 8]}, "weightsFile": "tiny.pt", "saliencyChecks": 2}  # fmt: skip
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(config))
     progress = []

@@ -281,3 +281,24 @@ def test_medai_uncertainty_refuses_bad_input_without_writing(tmp_path, capsys):
     assert main([*common, "--reliability-png", str(tmp_path / "r.png")]) == 2
     assert "needs --reference" in capsys.readouterr().err
     assert not output.exists() and not uncertainty.exists()
+
+
+def test_through_the_segmentation_inference_on_its_own_grid(scene, rng):
+    """A card's model runs on its RAS grid at its spacing; the maps come back onto the (oblique) input grid."""
+    from MedAICommonLib.modelcards import ModelCard, ModelLabel, ModelWeights
+    from MedAISegmentationLib.modelloading import LoadedModel
+
+    network = _trainedBlobNetwork()
+    card = ModelCard(
+        "tiny", "tiny", "segmentation", "any", "TinyUNet", "state_dict", ModelWeights("none"), "none", "none",
+        [ModelLabel("Object", 1, (1.0, 0.5, 0.0))], inputSpacingMm=(1.5, 1.5, 1.5), roiSizePx=(16, 16, 16),
+        orientation="RAS", intensity={"method": "zscore"},
+    )  # fmt: skip
+    loaded = LoadedModel(card, network, torch.device("cpu"), members=[network])
+    volume = _volume(scene, rng, shape=(11, 37, 29), spacing=(3.0, 0.7, 0.7))
+    output = MedAIUncertaintyLogic().estimateUncertainty(volume, loaded, "mc-dropout", 4)
+    entropy = arrayFromVolume(output.volumes["entropy"])
+    assert entropy.shape == (11, 37, 29) and entropy.max() > 0
+    assert np.allclose(ijkToRasFromVolume(output.volumes["entropy"]), ijkToRasFromVolume(volume))
+    one = MedAIUncertaintyLogic().estimateUncertainty(volume, loaded, "ensemble")
+    assert np.count_nonzero(arrayFromVolume(one.volumes["mutual-information"])) == 0
