@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SCREENSHOTS = repositoryRoot() / "Resources" / "Screenshots"
-STARTUP_TIMEOUT_S = 180
+STARTUP_TIMEOUT_S = 300
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -94,7 +94,7 @@ def page(webUrl):
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
         browserPage = context.new_page()
-        browserPage.set_default_timeout(120_000)
+        browserPage.set_default_timeout(300_000)  # generous: the CPU may be shared
         browserPage.goto(webUrl)
         browserPage.get_by_test_id("seg-volume").filter(has_text="NucleiImage3D").wait_for()
         yield browserPage
