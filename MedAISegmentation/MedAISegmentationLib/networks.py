@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,7 +83,7 @@ def buildNetwork(
             dropout_prob=dropout or None,
             blocks_down=blocksDown,
             blocks_up=(1,) * (len(channels) - 1),
-            num_groups=min(8, channels[0]),
+            norm=("GROUP", {"num_groups": math.gcd(8, channels[0])}),
         )
     if architecture == "swinunetr":
         return _buildSwinUNETR(spatialDims, inChannels, outChannels, channels, dropout, options)
