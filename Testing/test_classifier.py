@@ -35,8 +35,8 @@ def test_auc_is_the_mann_whitney_probability_with_ties(rng):
     positives, negatives = scores[labels], scores[~labels]
     pairs = (positives[:, None] > negatives[None]).mean() + 0.5 * (positives[:, None] == negatives[None]).mean()
     assert rocAuc(scores, labels) == pytest.approx(pairs, abs=1e-12)
-    fpr, tpr, _thresholds = rocCurve(scores, labels)
-    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0)
+    fpRate, tpRate, _thresholds = rocCurve(scores, labels)
+    assert (fpRate[0], tpRate[0], fpRate[-1], tpRate[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpRate) >= 0)
     with pytest.raises(ValueError):
         rocCurve(scores, np.ones(300, bool))
 

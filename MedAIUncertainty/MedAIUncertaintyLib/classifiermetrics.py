@@ -30,15 +30,15 @@ def rocCurve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
     truePositives = np.cumsum(labels)[last]
     falsePositives = (last + 1) - truePositives
-    tpr = np.r_[0.0, truePositives / positives]
-    fpr = np.r_[0.0, falsePositives / negatives]
-    return fpr, tpr, np.r_[np.inf, scores[last]]
+    tpRate = np.r_[0.0, truePositives / positives]
+    fpRate = np.r_[0.0, falsePositives / negatives]
+    return fpRate, tpRate, np.r_[np.inf, scores[last]]
 
 
 def rocAuc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (trapezoids; equals the Mann-Whitney probability with ties counted 1/2)."""
-    fpr, tpr, _thresholds = rocCurve(scores, labels)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    fpRate, tpRate, _thresholds = rocCurve(scores, labels)
+    return float(np.sum(np.diff(fpRate) * (tpRate[1:] + tpRate[:-1]) / 2.0))
 
 
 def binaryMetrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float | list]:

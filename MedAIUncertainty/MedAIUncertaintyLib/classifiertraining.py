@@ -125,9 +125,9 @@ def evaluateClassifier(network, heldBack: PatchSet, saliencyChecks: int = 0, see
     """Metrics of the classifier on held-back patches; with ``saliencyChecks`` > 0, the Grad-CAM checks too."""
     scores = classifierScores(network, heldBack.patches)
     metrics = binaryMetrics(scores, heldBack.labels)
-    fpr, tpr, thresholds = rocCurve(scores, heldBack.labels)
-    keep = np.unique(np.linspace(0, fpr.size - 1, min(fpr.size, 101)).round().astype(int))
-    metrics["roc"] = {"falsePositiveRate": fpr[keep].tolist(), "truePositiveRate": tpr[keep].tolist()}
+    fpRate, tpRate, thresholds = rocCurve(scores, heldBack.labels)
+    keep = np.unique(np.linspace(0, fpRate.size - 1, min(fpRate.size, 101)).round().astype(int))
+    metrics["roc"] = {"falsePositiveRate": fpRate[keep].tolist(), "truePositiveRate": tpRate[keep].tolist()}
     if saliencyChecks > 0:
         from .saliencychecks import classifierSaliencyChecks
 
