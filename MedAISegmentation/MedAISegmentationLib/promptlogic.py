@@ -46,6 +46,7 @@ def segmentFromPrompts(
     cache: EmbeddingCache | None = None,
     augment: bool = True,
     augmentPropagation: bool = False,
+    oneObject: bool = True,
     progress: Callable[[float, str], None] | None = None,
     cancelToken: Any = None,
 ) -> PromptResult:
@@ -65,6 +66,7 @@ def segmentFromPrompts(
         augment: average over the eight flips and rotations of the prompted slice (8 embeddings,
             cached; the result no longer depends on the in-plane orientation the model prefers).
         augmentPropagation: the same on every propagated slice (8 times slower).
+        oneObject: keep the largest connected part of each slice's mask, holes filled.
         progress: ``progress(fraction, message)``; cancelToken: a ``CancelToken``.
 
     Returns:
@@ -76,7 +78,7 @@ def segmentFromPrompts(
         MedAICancelledError: cancelled (the scene is left as it was).
     """
     planPrompts(volumeNode, roiNode, pointsNode, sliceView)  # bad prompts are refused before the model loads
-    session = PromptSession(volumeNode, model, device, window, cache, augment, augmentPropagation)
+    session = PromptSession(volumeNode, model, device, window, cache, augment, augmentPropagation, oneObject)
     return session.segment(
         roiNode,
         pointsNode,

@@ -31,11 +31,16 @@ import numpy as np
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.models import checkedWeightsPath, resolveModel
 
+from .promptcheckpoints import CheckpointInfo, buildNetwork, inspectPromptCheckpoint, readStateDict
+
 __all__ = ["PromptModel", "load_prompt_model", "DEFAULT_PROMPT_MODEL"]
 
 DEFAULT_PROMPT_MODEL = "LiteMedSAM"
 
-_loaded: dict[tuple[str, str], PromptModel] = {}
+_SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+_SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+_loaded: dict[tuple, PromptModel] = {}
 _loadLock = threading.Lock()
 
 
@@ -49,6 +54,8 @@ class PromptModel:
         input_size: side of the square model frame in pixels (256 for LiteMedSAM).
         device: the ``torch.device`` it runs on.
         weights_path: the weights file that was loaded.
+        preprocessing: ``"medsam"`` (input 0-1) or ``"sam"`` (0-255 with SAM's ImageNet mean and std).
+        checkpoint: what :func:`promptcheckpoints.inspectPromptCheckpoint` found (a user's file), or None.
     """
 
     model_id: str
@@ -56,6 +63,8 @@ class PromptModel:
     input_size: int
     device: Any
     weights_path: Path
+    preprocessing: str = "medsam"
+    checkpoint: CheckpointInfo | None = None
 
     def encode(self, image: np.ndarray) -> Any:
         """The image embedding of one preprocessed image.
@@ -69,6 +78,10 @@ class PromptModel:
         import torch
 
         tensor = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=self.device)[None]
+        if self.preprocessing == "sam":
+            mean = torch.tensor(_SAM_PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
+            std = torch.tensor(_SAM_PIXEL_STD, device=self.device).view(1, 3, 1, 1)
+            tensor = (tensor * 255.0 - mean) / std
         with torch.inference_mode():
             return self.network.image_encoder(tensor)
 
@@ -90,29 +103,70 @@ class PromptModel:
         Returns:
             Logits, float32 (input_size, input_size); positive inside the object.
         """
+        boxes = None if box is None else np.asarray(box, dtype=np.float32)[None]
+        pointsBatch = None if points is None or not len(points) else np.asarray(points, dtype=np.float32)[None]
+        labels = None if pointsBatch is None else np.asarray(point_labels, dtype=np.float32)[None]
+        return self.decode_batch(embedding, boxes, pointsBatch, labels)[0][0]
+
+    def decode_batch(
+        self,
+        embeddings: Any,
+        boxes: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mask logits for B prompts on B encoded images at once (one decoder pass, B-times the work).
+
+        Args:
+            embeddings: (B, C, h, w) image embeddings (from :meth:`encode`, concatenated).
+            boxes: (B, 4) ``(x0, y0, x1, y1)`` model-frame pixels, or None.
+            points: (B, N, 2) model-frame ``(x, y)``, or None; point_labels: (B, N) 1 inside, 0 outside.
+
+        Returns:
+            ``(logits (B, input_size, input_size) float32, predicted IoU (B,))``.
+        """
         import torch
 
         with torch.inference_mode():
-            boxes = None if box is None else torch.tensor([[box]], dtype=torch.float32, device=self.device)
+            device = self.device
+            boxTensor = None if boxes is None else torch.as_tensor(boxes, dtype=torch.float32, device=device)
             pointPrompt = None
-            if points is not None and len(points):
-                coords = torch.as_tensor(np.asarray(points, dtype=np.float32)[None], device=self.device)
-                labels = torch.as_tensor(np.asarray(point_labels, dtype=np.float32)[None], device=self.device)
-                pointPrompt = (coords, labels)
+            if points is not None:
+                pointPrompt = (
+                    torch.as_tensor(points, dtype=torch.float32, device=device),
+                    torch.as_tensor(point_labels, dtype=torch.float32, device=device),
+                )
             prompt = self.network.prompt_encoder
-            sparse, dense = prompt(points=pointPrompt, boxes=boxes, masks=None)
-            logits, _ = self.network.mask_decoder(
-                image_embeddings=embedding,
-                image_pe=prompt.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
+            sparse, dense = prompt(points=pointPrompt, boxes=boxTensor, masks=None)
+            logits, iou = _predict_masks(self.network.mask_decoder, embeddings, prompt.get_dense_pe(), sparse, dense)
             if logits.shape[-1] != self.input_size:
                 logits = torch.nn.functional.interpolate(
                     logits, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
                 )
-            return logits[0, 0].float().cpu().numpy()
+            return logits[:, 0].float().cpu().numpy(), iou[:, 0].float().cpu().numpy()
+
+
+def _predict_masks(decoder: Any, embeddings: Any, imagePe: Any, sparse: Any, dense: Any) -> tuple[Any, Any]:
+    """SAM's ``MaskDecoder.predict_masks`` with one image per prompt (single-mask output).
+
+    ``segment-anything`` repeats every image embedding for every prompt; here prompt ``b`` is decoded
+    on image ``b``, so the flips of a slice are decoded in one batch.
+    """
+    import torch
+
+    outputTokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat((outputTokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
+    source = embeddings.expand(tokens.shape[0], -1, -1, -1) if embeddings.shape[0] == 1 else embeddings
+    source = source + dense
+    positions = imagePe.expand(tokens.shape[0], -1, -1, -1)
+    batch, channels, height, width = source.shape
+    hs, source = decoder.transformer(source, positions, tokens)
+    maskTokens = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
+    upscaled = decoder.output_upscaling(source.transpose(1, 2).view(batch, channels, height, width))
+    hyper = decoder.output_hypernetworks_mlps[0](maskTokens[:, 0, :])[:, None]  # the single-mask token
+    batch, channels, height, width = upscaled.shape
+    masks = (hyper @ upscaled.view(batch, channels, height * width)).view(batch, 1, height, width)
+    return masks, decoder.iou_prediction_head(hs[:, 0, :])[:, :1]
 
 
 def _build_from_card(card: Any) -> Any:
@@ -128,21 +182,6 @@ def _build_from_card(card: Any) -> Any:
     return builder()
 
 
-def _read_state_dict(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise MedAIInputError(f"Checkpoint {path} cannot be read as PyTorch weights: {error}.") from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise MedAIInputError(f"Checkpoint {path} holds no weights (no state dictionary).")
-    return state
-
-
 def _load_weights(network: Any, state: dict[str, Any], path: Path, what: str) -> None:
     try:
         network.load_state_dict(state, strict=True)
@@ -151,42 +190,52 @@ def _load_weights(network: Any, state: dict[str, Any], path: Path, what: str) ->
         raise MedAIInputError(f"Checkpoint {path} does not fit the {what} architecture: {firstLine}") from None
 
 
-def load_prompt_model(model: str | Path = DEFAULT_PROMPT_MODEL, device: str = "cpu") -> PromptModel:
+def load_prompt_model(
+    model: str | Path = DEFAULT_PROMPT_MODEL,
+    device: str = "cpu",
+    inputSizePx: int | None = None,
+    preprocessing: str | None = None,
+) -> PromptModel:
     """Load a prompt model once per process (later calls return the same object).
 
     Args:
-        model: a registry id (``"LiteMedSAM"``) or the path of a LiteMedSAM-architecture checkpoint
-            (a ``.pth`` state dictionary, optionally under ``"model"`` or ``"state_dict"``).
+        model: a registry id (``"LiteMedSAM"``) or the path of your own checkpoint: SAM ViT-B/L/H,
+            MedSAM ViT-B, MobileSAM or LiteMedSAM (recognised from its weights and checked first, see
+            :mod:`promptcheckpoints`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (see ``MedAICommonLib.devices``).
+        inputSizePx, preprocessing: settings for a checkpoint file (see
+            :func:`promptcheckpoints.inspectPromptCheckpoint`); ignored for registry ids.
 
     Returns:
-        The :class:`PromptModel`, in evaluation mode.
+        The :class:`PromptModel`, in evaluation mode; for a file, ``.checkpoint`` says what it is.
 
     Raises:
         MedAIInputError: unknown id, missing or corrupt weights (size or sha256 differ), a file that is
-            not a checkpoint, or weights that do not fit the architecture.
+            not a checkpoint, an unrecognised architecture, or weights that do not fit it.
     """
     from MedAICommonLib.devices import resolveDevice
 
     torchDevice = resolveDevice(device)
-    key = (str(model), str(torchDevice))
+    key = (str(model), str(torchDevice), inputSizePx, preprocessing)
     with _loadLock:
         if key in _loaded:
             return _loaded[key]
         if isinstance(model, Path) or str(model).endswith((".pth", ".pt", ".ckpt", ".bin")):
-            path = Path(model).expanduser()
-            if not path.is_file():
-                raise MedAIInputError(f"Checkpoint {path} does not exist.")
-            card = resolveModel(DEFAULT_PROMPT_MODEL)
+            info = inspectPromptCheckpoint(model, inputSizePx, preprocessing)
+            network = buildNetwork(info)
+            _load_weights(network, readStateDict(info.path), info.path, info.architecture)
+            loaded = PromptModel(
+                str(model), network, info.inputSizePx, torchDevice, info.path, info.preprocessing, info
+            )
         else:
             card = resolveModel(str(model))
             if "box" not in card.prompts:
                 raise MedAIInputError(f"Model '{card.id}' does not take box or point prompts (task '{card.task}').")
             path = checkedWeightsPath(card)
-        network = _build_from_card(card)
-        _load_weights(network, _read_state_dict(path), path, card.id)
+            network = _build_from_card(card)
+            _load_weights(network, readStateDict(path), path, card.id)
+            size = int(card.inputSizePx[0]) if card.inputSizePx else 256
+            loaded = PromptModel(str(model), network, size, torchDevice, path)
         network.to(torchDevice).eval()
-        size = int(card.inputSizePx[0]) if card.inputSizePx else 256
-        loaded = PromptModel(str(model), network, size, torchDevice, path)
         _loaded[key] = loaded
         return loaded

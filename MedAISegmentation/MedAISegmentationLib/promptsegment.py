@@ -37,13 +37,16 @@ __all__ = [
     "segment_display_image",
     "warm_cache",
     "box_of_mask",
+    "one_object",
     "propagate_through_slices",
 ]
 
 # Propagation stops when the object on a slice has shrunk below this many pixels...
 _MIN_OBJECT_PX = 20
-# ... or below this fraction of its area on the previous slice.
+# ... or below this fraction of its area on the previous slice, or when it overlaps the previous
+# slice's object less than this (Dice): the model found something else where the object ended.
 _MIN_AREA_RATIO = 0.1
+_MIN_NEIGHBOUR_DICE = 0.5
 # The previous slice's box is widened by this fraction of its size plus _BOX_MARGIN_PX on each side:
 # a box drawn exactly on the last mask's edge shrinks the object slice after slice.
 _BOX_MARGIN_FRACTION = 0.05
@@ -161,15 +164,26 @@ def _orient_points(points_rc, shape, orientation) -> np.ndarray | None:
     return points
 
 
-def _probability_once(model, image01, spacing_mm, box, points_rc, labels, cache) -> np.ndarray:
+def _oriented_prompt(model, image01, spacing_mm, box, points_rc, cache):
+    """The cached embedding of one orientation of the image, its model-frame prompts and how to map back."""
     region = prompt_region(image01.shape, spacing_mm, box)
     model_input, to_model = to_model_frame(image01, spacing_mm, region, model.input_size)
     embedding = (cache if cache is not None else default_cache).embedding(model, model_input)
-    box_xy = None if box is None else tuple(np.sort(to_model(box), axis=0).reshape(-1).tolist())
+    box_xy = None if box is None else np.sort(to_model(box), axis=0).reshape(-1)
     points_xy = None if points_rc is None else to_model(points_rc)
-    logits = model.decode(embedding, box=box_xy, points=points_xy, point_labels=labels)
-    back = logits_to_display(logits, spacing_mm, region, image01.shape)
-    return 1.0 / (1.0 + np.exp(-np.clip(back, -50.0, 50.0)))
+    return embedding, box_xy, points_xy, (spacing_mm, region, image01.shape)
+
+
+def one_object(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a 2D mask with its holes filled: a box or click means one object."""
+    from scipy import ndimage
+
+    filled = ndimage.binary_fill_holes(mask)
+    labels, count = ndimage.label(filled)
+    if count <= 1:
+        return filled
+    sizes = np.bincount(labels.reshape(-1))[1:]
+    return labels == 1 + int(np.argmax(sizes))
 
 
 def segment_display_image(
@@ -193,7 +207,8 @@ def segment_display_image(
         point_labels: (N,) 1 inside the object, 0 outside (default all 1).
         cache: embedding cache (default :data:`default_cache`).
         augment: average the probabilities over the eight flips and rotations of the image (each
-            mapped back): 8 embeddings per slice, much less sensitive to the in-plane orientation.
+            mapped back): 8 embeddings per slice (cached), decoded in one batch; much less sensitive
+            to the in-plane orientation LiteMedSAM prefers.
 
     Returns:
         float32 probabilities (rows, cols); 0 outside the encoded region (a crop around a small box).
@@ -211,17 +226,27 @@ def segment_display_image(
     labels = None
     if points is not None:
         labels = np.ones(len(points)) if point_labels is None else np.asarray(point_labels, dtype=float)
-    total = np.zeros(image01.shape, dtype=np.float64)
+    import torch
+
     orientations = ORIENTATIONS if augment else ORIENTATIONS[:1]
+    prepared = []
     for orientation in orientations:
         spacing = np.asarray(spacing_mm, dtype=float)[::-1] if orientation[0] else np.asarray(spacing_mm, dtype=float)
         orientedBox = _orient_points(box, image01.shape, orientation)
         orientedBox = None if orientedBox is None else np.sort(orientedBox, axis=0)
-        probability = _probability_once(
+        prepared.append(_oriented_prompt(
             model, _orient_image(image01, orientation), spacing, orientedBox,
-            _orient_points(points, image01.shape, orientation), labels, cache,
-        )  # fmt: skip
-        total += _unorient_image(probability, orientation)
+            _orient_points(points, image01.shape, orientation), cache,
+        ))  # fmt: skip
+    embeddings = torch.cat([item[0] for item in prepared])
+    boxes = None if box is None else np.array([item[1] for item in prepared])
+    pointsXy = None if points is None else np.array([item[2] for item in prepared])
+    labelsBatch = None if points is None else np.repeat(labels[None], len(prepared), axis=0)
+    logits, _ = model.decode_batch(embeddings, boxes, pointsXy, labelsBatch)  # one decoder pass for all
+    total = np.zeros(image01.shape, dtype=np.float64)
+    for orientation, item, logit in zip(orientations, prepared, logits):
+        back = logits_to_display(logit, *item[3])
+        total += _unorient_image(1.0 / (1.0 + np.exp(-np.clip(back, -50.0, 50.0))), orientation)
     return (total / len(orientations)).astype(np.float32)
 
 
@@ -270,6 +295,7 @@ def propagate_through_slices(
     last: int,
     check_cancel: Callable[[], None] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    limit_box: np.ndarray | None = None,
 ) -> dict[int, np.ndarray]:
     """Masks on the slices around ``start``, each prompted by the box of its neighbour's mask.
 
@@ -278,9 +304,11 @@ def propagate_through_slices(
             previous mask's box widened by 5 % of its size plus 2 pixels on each side.
         start: index of the prompted slice; start_mask: its mask (rows, cols).
         first, last: inclusive slice range (the ROI's extent); propagation stops earlier where the
-            object ends (empty, fewer than 20 pixels, or under a tenth of the previous area).
+            object ends (empty, fewer than 20 pixels, under a tenth of the previous area, or a Dice
+            overlap with the previous slice's object under 0.5).
         check_cancel: called before each slice (raises to stop).
         progress: ``progress(fraction, message)``.
+        limit_box: ``[[row0, col0], [row1, col1]]`` the boxes never leave (the ROI in the slice plane).
 
     Returns:
         ``{slice index: mask}`` for every slice where the object was found, ``start`` included.
@@ -299,9 +327,12 @@ def propagate_through_slices(
                 break
             margin = _BOX_MARGIN_FRACTION * (box[1] - box[0]) + _BOX_MARGIN_PX
             box = np.array([box[0] - margin, box[1] + margin])
+            if limit_box is not None:
+                box = np.clip(box, np.min(limit_box, axis=0), np.max(limit_box, axis=0))
             mask = segment_slice(index, box)
             area, previousArea = int(mask.sum()), int(previous.sum())
-            if area < _MIN_OBJECT_PX or area < _MIN_AREA_RATIO * previousArea:
+            overlap = 2.0 * np.logical_and(mask, previous).sum() / max(1, area + previousArea)
+            if area < _MIN_OBJECT_PX or area < _MIN_AREA_RATIO * previousArea or overlap < _MIN_NEIGHBOUR_DICE:
                 break
             masks[index] = mask
             previous = mask

@@ -41,7 +41,14 @@ from MedAICommonLib.volumes import arrayFromVolume, ijkToRasFromVolume
 from .promptmodels import DEFAULT_PROMPT_MODEL, load_prompt_model
 from .promptoutput import writeMaskToSegment
 from .promptplan import AXIS_NAMES, PromptPlan, planPromptsOnVolume
-from .promptsegment import EmbeddingCache, default_cache, propagate_through_slices, segment_display_image, warm_cache
+from .promptsegment import (
+    EmbeddingCache,
+    default_cache,
+    one_object,
+    propagate_through_slices,
+    segment_display_image,
+    warm_cache,
+)
 from .promptslices import SLICE_AXES, apply_window, canonical_volume, display_slice, intensity_window
 
 __all__ = ["PromptResult", "PromptSession"]
@@ -82,6 +89,8 @@ class PromptSession:
         cache: embedding cache (default: the process-wide one, shared by all sessions).
         augment: average the prompted slice over flips and rotations (see ``promptsegment``).
         augmentPropagation: the same on every propagated slice (slower).
+        oneObject: keep the largest connected part of each slice's mask, holes filled (a box or
+            click points at one object).
 
     Raises:
         MedAIInputError: not a scalar volume, a constant image, a bad window, an unknown model or a
@@ -97,12 +106,14 @@ class PromptSession:
         cache: EmbeddingCache | None = None,
         augment: bool = True,
         augmentPropagation: bool = False,
+        oneObject: bool = True,
     ) -> None:
         self.volumeNode = volumeNode
         self.window = window
         self.cache = cache if cache is not None else default_cache
         self.augment = augment
         self.augmentPropagation = augmentPropagation
+        self.oneObject = oneObject
         self._readVolume()
         self.promptModel = load_prompt_model(model, device)
 
@@ -170,12 +181,14 @@ class PromptSession:
         image01, spacing = self._displayImage(axis, self._sliceIndex(axis, sliceIndexOrRas))
         return warm_cache(self.promptModel, image01, spacing, self.augment, self.cache, computeMissing=False) == 0
 
-    def _maskOn(self, plan: PromptPlan, index: int, boxRc, pointsRc=None, pointLabels=None, augment=True):
+    def _maskOn(self, plan: PromptPlan, index: int, boxRc, pointsRc=None, pointLabels=None, augment=True, whole=True):
         image01, spacing = self._displayImage(plan.axis, index)
         probability = segment_display_image(
             self.promptModel, image01, spacing, boxRc, pointsRc, pointLabels, self.cache, augment
         )
-        return probability > 0.5
+        mask = probability > 0.5
+        # A propagated slice may cut the object into parts (temporal lobes below the brain's middle).
+        return one_object(mask) if self.oneObject and whole else mask
 
     def computeMasks(
         self, plan: PromptPlan, propagate: bool = False, progress: Callable | None = None, cancelToken: Any = None
@@ -189,8 +202,8 @@ class PromptSession:
         check = cancelToken.raiseIfCancelled if cancelToken is not None else None
         first, last = plan.sliceRange
         return propagate_through_slices(
-            lambda index, box: self._maskOn(plan, index, box, augment=self.augmentPropagation),
-            plan.sliceIndex, start, first, last, check, progress,
+            lambda index, box: self._maskOn(plan, index, box, augment=self.augmentPropagation, whole=False),
+            plan.sliceIndex, start, first, last, check, progress, plan.boxRc,
         )  # fmt: skip
 
     def segment(
