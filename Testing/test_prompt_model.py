@@ -178,7 +178,7 @@ def test_missing_or_wrong_checkpoints_are_refused_before_anything_changes(nuclei
     for model, message in (
         (tmp_path / "missing.pth", "does not exist"),
         (garbage, "cannot be read"),
-        (wrongNetwork, "does not fit"),
+        (wrongNetwork, "Not a SAM, MedSAM, MobileSAM or LiteMedSAM checkpoint"),
         ("NoSuchModel", "neither a registered model"),
     ):
         with pytest.raises(MedAIInputError, match=message):
