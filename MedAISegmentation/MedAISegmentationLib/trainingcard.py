@@ -78,7 +78,7 @@ def buildModelCard(config, weightsPath, measured, baselines, seconds, machine, c
         "title": config.get("title", config["id"]),
         "task": config.get("task", "segmentation"),
         "modality": config.get("modality") or "unspecified",
-        "description": config.get("description", ""),
+        "description": config.get("description") or config.get("title") or config["id"],
         "architecture": (
             f"{arguments['architecture']} ({arguments['spatialDims']}D, channels {arguments['channels']}, "
             f"dropout {arguments['dropout']} in the decoder), built by MedAISegmentationLib.networks"
