@@ -32,7 +32,7 @@ def _registeredWeights() -> set[str]:
     models = registry["models"] if isinstance(registry, dict) else registry
     weights = set()
     for model in models:
-        location = str(model.get("weights", {}).get("path", "")) if isinstance(model.get("weights"), dict) else ""
+        location = str(model.get("weights", {}).get("location", "")) if isinstance(model.get("weights"), dict) else ""
         if location and not location.startswith("package:"):
             weights.add(f"Resources/Models/{location}")
     return weights
