@@ -14,7 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .uncertainty_commands import _VOLUME_SUFFIXES, _checkOutput, loadSegmentationFile, writeJson
+from .segment_commands import checkOutputPath
+from .uncertainty_commands import _VOLUME_SUFFIXES, loadSegmentationFile, writeJson
 
 __all__ = ["addExplainParser", "explainCommand"]
 
@@ -67,8 +68,8 @@ def explainCommand(args: argparse.Namespace) -> int:
     from MedAICommonLib import sceneio
     from MedAIUncertaintyLib.logic import MedAIUncertaintyLogic
 
-    output = _checkOutput(args.output, _VOLUME_SUFFIXES, "heatmap")
-    report = _checkOutput(args.report, (".json",), "report")
+    output = checkOutputPath(args.output, _VOLUME_SUFFIXES, "heatmap")
+    report = checkOutputPath(args.report, (".json",), "report")
     scene = sceneio.createScene()
     imageNode = sceneio.loadVolume(scene, args.image, allowNaN=False)
     region = loadSegmentationFile(scene, args.region) if args.region else None

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .segment_commands import checkOutputPath
+
 __all__ = ["addModelParser", "modelCommand"]
 
 _SEGMENTATION_SUFFIX = ".seg.nrrd"
@@ -56,19 +58,6 @@ def addModelParser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _checkOutput(path: str | None, suffixes: tuple[str, ...], what: str) -> Path | None:
-    from MedAICommonLib.errors import MedAIInputError
-
-    if path is None:
-        return None
-    target = Path(path).expanduser().absolute()
-    if not any(target.name.lower().endswith(suffix) for suffix in suffixes):
-        raise MedAIInputError(f"The {what} file {target} must end with one of {', '.join(suffixes)}.")
-    if not target.parent.is_dir():
-        raise MedAIInputError(f"The folder of the {what} file {target} does not exist.")
-    return target
-
-
 def _progressPrinter() -> Any:
     shown = [-1]
 
@@ -89,8 +78,8 @@ def modelCommand(args: argparse.Namespace) -> int:
     from MedAISegmentationLib.logic import MedAISegmentationLogic
     from MedAISegmentationLib.modelinference import loadSegmentationModel
 
-    output = _checkOutput(args.output, (_SEGMENTATION_SUFFIX, *_LABELMAP_SUFFIXES), "output")
-    probabilities = _checkOutput(args.probabilities, _PROBABILITY_SUFFIXES, "probabilities")
+    output = checkOutputPath(args.output, (_SEGMENTATION_SUFFIX, *_LABELMAP_SUFFIXES), "output")
+    probabilities = checkOutputPath(args.probabilities, _PROBABILITY_SUFFIXES, "probabilities")
     if args.card and not args.model_path:
         raise MedAIInputError("--card describes your own model; give it with --model-path.")
     for path in (args.card, args.config):

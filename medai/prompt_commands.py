@@ -107,9 +107,9 @@ def promptCommand(args: argparse.Namespace) -> int:
     from MedAICommonLib.volumes import createVolumeFromArray, ijkToRasFromVolume
     from MedAISegmentationLib.promptlogic import segmentFromPrompts
 
-    from .segment_commands import _checkOutput
+    from .segment_commands import checkOutputPath
 
-    output = _checkOutput(args.output, (_SEGMENTATION_SUFFIX, *_LABELMAP_SUFFIXES), "output")
+    output = checkOutputPath(args.output, (_SEGMENTATION_SUFFIX, *_LABELMAP_SUFFIXES), "output")
     if args.box is None and not args.point:
         raise MedAIInputError("Give a prompt: --box R,A,S,R,A,S and/or --point R,A,S[,+|-].")
     scene = sceneio.createScene()

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["addWatershedParser", "addEvaluateParser", "watershedCommand", "evaluateCommand"]
+__all__ = ["addWatershedParser", "addEvaluateParser", "watershedCommand", "evaluateCommand", "checkOutputPath"]
 
 _SEGMENTATION_SUFFIX = ".seg.nrrd"
 _LABELMAP_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
@@ -108,8 +108,8 @@ def addEvaluateParser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _checkOutput(path: str | None, suffixes: tuple[str, ...], what: str) -> Path | None:
-    """Refuse an output path before any work, so that a bad one never costs a run."""
+def checkOutputPath(path: str | None, suffixes: tuple[str, ...], what: str) -> Path | None:
+    """Refuse an output path before any work, so that a bad one never costs a run (every command uses it)."""
     from MedAICommonLib.errors import MedAIInputError
 
     if path is None:
@@ -164,9 +164,9 @@ def watershedCommand(args: argparse.Namespace) -> int:
     from MedAICommonLib.errors import MedAIInputError
     from MedAISegmentationLib.logic import MedAISegmentationLogic
 
-    output = _checkOutput(args.output, (_SEGMENTATION_SUFFIX, *_LABELMAP_SUFFIXES), "output")
-    table = _checkOutput(args.table, _TABLE_SUFFIXES, "table")
-    report = _checkOutput(args.report, (".json",), "report")
+    output = checkOutputPath(args.output, (_SEGMENTATION_SUFFIX, *_LABELMAP_SUFFIXES), "output")
+    table = checkOutputPath(args.table, _TABLE_SUFFIXES, "table")
+    report = checkOutputPath(args.report, (".json",), "report")
     scene = sceneio.createScene()
     imageNode = sceneio.loadVolume(scene, args.image, allowNaN=False)
     seeds = _loadSegmentationLike(scene, args.seeds) if args.seeds else None
@@ -211,8 +211,8 @@ def evaluateCommand(args: argparse.Namespace) -> int:
     from MedAICommonLib.errors import MedAIInputError
     from MedAISegmentationLib.logic import MedAISegmentationLogic
 
-    report = _checkOutput(args.report, (".json",), "report")
-    table = _checkOutput(args.table, _TABLE_SUFFIXES, "table")
+    report = checkOutputPath(args.report, (".json",), "report")
+    table = checkOutputPath(args.table, _TABLE_SUFFIXES, "table")
     if not 0.0 < args.iou_threshold <= 1.0:
         raise MedAIInputError(f"--iou-threshold must lie in (0, 1], got {args.iou_threshold}.")
     scene = sceneio.createScene()

@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .segment_commands import checkOutputPath
+
 __all__ = ["addUncertaintyParser", "uncertaintyCommand"]
 
 _SEGMENTATION_SUFFIX = ".seg.nrrd"
@@ -60,19 +62,6 @@ def addUncertaintyParser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     parser.set_defaults(run=uncertaintyCommand)
     return parser
-
-
-def _checkOutput(path: str | None, suffixes: tuple[str, ...], what: str) -> Path | None:
-    from MedAICommonLib.errors import MedAIInputError
-
-    if path is None:
-        return None
-    target = Path(path).expanduser().absolute()
-    if not any(target.name.lower().endswith(suffix) for suffix in suffixes):
-        raise MedAIInputError(f"The {what} file {target} must end with one of {', '.join(suffixes)}.")
-    if not target.parent.is_dir():
-        raise MedAIInputError(f"The folder of the {what} file {target} does not exist.")
-    return target
 
 
 def loadSegmentationFile(scene: Any, path: str) -> Any:
@@ -126,10 +115,10 @@ def uncertaintyCommand(args: argparse.Namespace) -> int:
     from MedAICommonLib.errors import MedAIInputError
     from MedAIUncertaintyLib.logic import MedAIUncertaintyLogic
 
-    output = _checkOutput(args.output, (_SEGMENTATION_SUFFIX, *_VOLUME_SUFFIXES), "output")
-    uncertainty = _checkOutput(args.uncertainty, _VOLUME_SUFFIXES, "uncertainty")
-    report = _checkOutput(args.report, (".json",), "report")
-    png = _checkOutput(args.reliability_png, (".png",), "reliability diagram")
+    output = checkOutputPath(args.output, (_SEGMENTATION_SUFFIX, *_VOLUME_SUFFIXES), "output")
+    uncertainty = checkOutputPath(args.uncertainty, _VOLUME_SUFFIXES, "uncertainty")
+    report = checkOutputPath(args.report, (".json",), "report")
+    png = checkOutputPath(args.reliability_png, (".png",), "reliability diagram")
     if png is not None and args.reference is None:
         raise MedAIInputError("--reliability-png needs --reference (the truth to calibrate against).")
     scene = sceneio.createScene()
