@@ -11,12 +11,6 @@ from typing import Annotated
 
 import numpy as np
 import slicer
-from MedAISegmentationWidgets.modeljob import OWN_MODEL
-from MedAISegmentationWidgets.modelsection import ModelSection
-from MedAISegmentationWidgets.panellogic import PREVIEW_ROLE, PanelLogicMixin
-from MedAISegmentationWidgets.panelstate import EXTRA_SELECTORS, keepSelection, showParameters, summary
-from MedAISegmentationWidgets.promptsection import PromptSection
-from MedAISegmentationWidgets.tinymodel import brighterChannels, writeBrighterModel
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
@@ -39,6 +33,12 @@ from MedAICommonLib.threadjob import ThreadJob
 from MedAICommonLib.volumes import arrayFromVolume, ijkToRasFromVolume
 from MedAISegmentationLib.logic import EvaluationJob, WatershedPreview, WatershedPreviewJob
 from MedAISegmentationLib.logic import MedAISegmentationLogic as LibLogic
+from MedAISegmentationWidgets.modeljob import OWN_MODEL
+from MedAISegmentationWidgets.modelsection import ModelSection
+from MedAISegmentationWidgets.panellogic import PREVIEW_ROLE, PanelLogicMixin
+from MedAISegmentationWidgets.panelstate import EXTRA_SELECTORS, keepSelection, showParameters, summary
+from MedAISegmentationWidgets.promptsection import PromptSection
+from MedAISegmentationWidgets.tinymodel import brighterChannels, writeBrighterModel
 
 SEGMENTATION_METHODS = ["watershed", "model", "prompt"]
 DEVICES = ["auto", "cpu", "cuda"]
