@@ -32,7 +32,7 @@ from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.modelcards import ModelCard, cardWithUserEntry
 from MedAICommonLib.models import ModelRegistry, checkedWeightsPath, configPath, resolveModel, verifyWeights
 
-__all__ = ["LoadedModel", "loadSegmentationModel", "importBuilder", "loadStateDict"]
+__all__ = ["LoadedModel", "loadSegmentationModel", "importBuilder", "loadStateDict", "resolveModelCard"]
 
 
 @dataclass
@@ -187,7 +187,14 @@ def _checkChannels(card: ModelCard) -> None:
         )
 
 
-def _resolveCard(idOrPath: Any, configFile: Any, cardFile: Any, registry: ModelRegistry | None) -> ModelCard:
+def resolveModelCard(
+    idOrPath: Any, configFile: Any = None, cardFile: Any = None, registry: ModelRegistry | None = None
+) -> ModelCard:
+    """The card of a registry id, a card, or a user's model file or folder, with a user's card file laid over it.
+
+    Raises:
+        MedAIInputError: unknown id, missing file or folder, or an unreadable or malformed card file.
+    """
     card = idOrPath if isinstance(idOrPath, ModelCard) else resolveModel(idOrPath, registry, configFile)
     if cardFile is not None:
         cardPath = Path(cardFile)
@@ -234,7 +241,7 @@ def loadSegmentationModel(
     """
     from MedAICommonLib.devices import resolveDevice
 
-    card = _resolveCard(idOrPath, configFile, cardFile, registry)
+    card = resolveModelCard(idOrPath, configFile, cardFile, registry)
     _checkChannels(card)
     torchDevice = resolveDevice(device)
     weights = checkedWeightsPath(card)

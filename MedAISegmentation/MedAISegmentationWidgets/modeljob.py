@@ -17,7 +17,6 @@ Example (plain Python)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from MedAICommonLib.errors import MedAIInputError
@@ -41,22 +40,9 @@ def modelCard(idOrPath: str, cardPath: str = "") -> Any:
     Raises:
         MedAIInputError: unknown id, missing file or folder, or a malformed card file.
     """
-    import dataclasses
-    import json
+    from MedAISegmentationLib.modelloading import resolveModelCard
 
-    from MedAICommonLib.modelcards import cardWithUserEntry
-    from MedAICommonLib.models import resolveModel
-
-    card = resolveModel(idOrPath)
-    if cardPath:
-        try:
-            entry = json.loads(Path(cardPath).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise MedAIInputError(f"Model card {cardPath} cannot be read as JSON: {error}.") from None
-        # Empty texts of a bare user card would fail the card schema once laid under the file's entry.
-        card = dataclasses.replace(card, description=card.description or None, reference=card.reference or None)
-        card = cardWithUserEntry(card, entry, str(cardPath))
-    return card
+    return resolveModelCard(idOrPath, cardFile=cardPath or None)
 
 
 @dataclass
