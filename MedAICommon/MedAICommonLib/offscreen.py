@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OffscreenRenderingError"]
+__all__ = ["OffscreenRenderingError", "offscreenRenderWindowClass"]
 
 _BUNDLED_LLVM_MODULES = ("triton._C.libtriton",)
 _renderWindowClass: Any = None
@@ -32,7 +32,7 @@ class OffscreenRenderingError(RuntimeError):
     """Neither EGL nor OSMesa could open an OpenGL context (missing system libraries)."""
 
 
-def _offscreenRenderWindowClass():
+def offscreenRenderWindowClass():
     """The render window class that opens an OpenGL context here: EGL, else OSMesa (probed once).
 
     Returns:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MedAIInputError
-from .offscreen import OffscreenRenderingError, _offscreenRenderWindowClass
+from .offscreen import OffscreenRenderingError, offscreenRenderWindowClass
 from .sliceviews import (
     _NORMAL_AXIS,
     SliceViewImage,
@@ -141,7 +141,7 @@ def renderSliceViewImages(
         scene, backgroundVolumeNode, segmentationNode, foregroundVolumeNode, orientations, sizePx, sliceOffsetsRas,
         foregroundOpacity,
     )  # fmt: skip
-    windowClass = _offscreenRenderWindowClass()
+    windowClass = offscreenRenderWindowClass()
     if sliceOffsetsRas is None:
         centerRas = _segmentationCenterRas(segmentationNode)
         sliceOffsetsRas = [None if centerRas is None else centerRas[_NORMAL_AXIS[o]] for o in orientations]
@@ -193,7 +193,7 @@ def render3DView(
     _checkSize(sizePx)
     if _segmentationCenterRas(segmentationNode) is None:
         raise MedAIInputError(f"Segmentation '{segmentationNode.GetName()}' has no voxels to show in 3D.")
-    windowClass = _offscreenRenderWindowClass()
+    windowClass = offscreenRenderWindowClass()
     with _RenderingSession((segmentationNode,), deepCopy=True) as session:
         session.copies[0].CreateClosedSurfaceRepresentation()
         view = session.addView(_ThreeDView(windowClass, session, sizePx))

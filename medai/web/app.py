@@ -31,11 +31,11 @@ def prepareOffscreenRendering() -> str:
     Raises:
         MedAICommonLib.offscreen.OffscreenRenderingError: neither EGL nor OSMesa works here.
     """
-    from MedAICommonLib.offscreen import _offscreenRenderWindowClass
+    from MedAICommonLib.offscreen import offscreenRenderWindowClass
 
     name = os.environ.get("VTK_DEFAULT_OPENGL_WINDOW")
     if not name:
-        name = _offscreenRenderWindowClass().__name__
+        name = offscreenRenderWindowClass().__name__
         os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = name
     return name
 
