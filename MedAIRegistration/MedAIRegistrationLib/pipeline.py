@@ -126,6 +126,11 @@ def register_images(
             transform = run_projective_stage(inputs, stage, index, transform, stageProgress)
         elif stage.transform == "bspline":
             transform = run_bspline_stage(inputs, stage, index, transform, stageProgress)
+        elif stage.method == "learned":
+            # Imported here: the learned stage needs torch and its model only when a preset asks for it.
+            from .learned import run_learned_stage
+
+            transform = run_learned_stage(inputs, stage, index, transform, stageProgress)
         elif stage.method == "svf" and fixed.GetDimension() == 3:
             transform = run_svf_stage(inputs, stage, index, transform, stageProgress)
         else:

@@ -26,7 +26,7 @@ LINEAR_TRANSFORMS = ("translation", "rigid", "similarity", "affine")
 METRICS = ("mse", "ncc", "mi")
 OPTIMIZERS = ("gradient-descent", "line-search", "regular-step", "lbfgsb", "powell", "amoeba", "one-plus-one")
 INITIALIZATIONS = ("geometry", "moments", "none")
-DEFORMABLE_METHODS = ("svf", "demons")
+DEFORMABLE_METHODS = ("svf", "demons", "learned")
 
 
 @dataclass
@@ -48,13 +48,16 @@ class StageSettings:
         update_smoothing_voxels: Gaussian sigma of each demons update, voxels (deformable only).
         level_iterations: deformable iterations per level (coarse to fine), instead of ``iterations``.
         method: how a deformable stage is solved: "svf" (symmetric local NCC on a stationary velocity
-            field, torch) or "demons" (SimpleITK diffeomorphic demons, one modality only).
+            field, torch), "demons" (SimpleITK diffeomorphic demons, one modality only) or "learned"
+            (a trained network predicts the field in one pass, see ``MedAIRegistrationLib.learned``).
         regularization: weight of the diffusion penalty on the velocity field ("svf").
         ncc_radius_voxels: half-width of the local NCC window, voxels of each level ("svf").
         velocity_shrink: the velocity grid is this many times coarser than each level's image ("svf").
         symmetric: "svf" pulls both images halfway (True) or only the moving one all the way.
         exponential_steps: squarings of the velocity field ("svf"; 2**steps scaling).
-        device: where "svf" runs: cpu, cuda, mps or auto.
+        device: where "svf" and "learned" run: cpu, cuda, mps or auto.
+        model: the registration model id or weights file ("learned").
+        instance_optimization_steps: steps refining the predicted field for this pair ("learned"; 0 = none).
     """
 
     transform: str
@@ -77,6 +80,8 @@ class StageSettings:
     symmetric: bool = True
     exponential_steps: int = 6
     device: str = "cpu"
+    model: str = "BrainRegistrationT1"
+    instance_optimization_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
