@@ -159,6 +159,29 @@ def test_foreground_volume_is_blended(scene):
     assert inside and blended.std() < plain.std() / 2  # a flat foreground at full opacity hides the ramp
 
 
+def test_foreground_colour_table_of_the_users_scene_is_used(scene):
+    """A volume shown through its own colour table (here pure red) renders red, not grey or noise."""
+    import slicer
+
+    volumeNode, _ = _phantom(scene)
+    flat = createVolumeFromArray(
+        scene, np.full((37, 53, 41), 1.0, np.float32), _grid((37, 53, 41), (1, 1, 1), (0, 0, 0)), "Flat map"
+    )
+    red = slicer.vtkMRMLColorTableNode()
+    red.SetTypeToUser()
+    red.SetNumberOfColors(2)
+    red.SetColor(0, "zero", 1.0, 0.0, 0.0, 1.0)
+    red.SetColor(1, "one", 1.0, 0.0, 0.0, 1.0)
+    scene.AddNode(red)
+    flat.CreateDefaultDisplayNodes()
+    flat.GetDisplayNode().SetAndObserveColorNodeID(red.GetID())
+    pixels = rendering.renderSliceViewImages(
+        scene, volumeNode, foregroundVolumeNode=flat, orientations="Axial", sizePx=64, foregroundOpacity=1.0
+    )[0].pixels.astype(float)
+    middle = pixels[24:40, 24:40]
+    assert middle[..., 0].min() > 200 and middle[..., 1:].max() < 30, middle.reshape(-1, 3)[:4]
+
+
 def test_scene_is_left_as_it_was(scene, tmp_path):
     volumeNode, segmentationNode = _phantom(scene)
 

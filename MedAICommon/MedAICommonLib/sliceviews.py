@@ -234,7 +234,9 @@ def _copyIntoScene(node, scene, deepCopy: bool = False):
         colorNode = displayNode.GetColorNode()
         if colorNode is not None and scene.GetNodeByID(colorNode.GetID()) is None:
             colorCopy = scene.AddNewNodeByClass(colorNode.GetClassName(), colorNode.GetName())
-            colorCopy.CopyContent(colorNode, False)
+            # Copy, not CopyContent: CopyContent leaves a colour table without its lookup table, and
+            # the slice pipeline then maps through uninitialised memory.
+            colorCopy.Copy(colorNode)
             colorNode = colorCopy
         if colorNode is not None:
             displayCopy.SetAndObserveColorNodeID(colorNode.GetID())
