@@ -95,6 +95,12 @@ def test_demo_writes_a_scene_slicer_reloads_and_pictures(tmp_path, capsys):
         "rigid_after.png",
         "head_ct_bone.png",
         "head_ct_bone_3d.png",
+        "brain_unet.png",
+        "brain_uncertainty.png",
+        "brain_reliability.png",
+        "brain_box_prompt.png",
+        "registration_before.png",
+        "registration_after.png",
     }
     for picture in pictures:
         pixels = np.asarray(Image.open(picture).convert("RGB"))
@@ -124,5 +130,10 @@ def test_demo_writes_a_scene_slicer_reloads_and_pictures(tmp_path, capsys):
         np.testing.assert_allclose(
             moved.GetNthControlPointPosition(index), fixed.GetNthControlPointPosition(index), atol=1e-3
         )
+    for name in ("Brain (U-Net)", "Brain (box prompt)"):
+        assert node(name).IsA("vtkMRMLSegmentationNode") and node(name).GetSegmentation().GetNumberOfSegments() >= 1
+    assert node("Brain uncertainty").IsA("vtkMRMLScalarVolumeNode")
+    movedSlice = node("BrainProtonDensitySliceR10X13Y17")
+    assert scene.GetNodeByID(movedSlice.GetTransformNodeID()).IsA("vtkMRMLLinearTransformNode")
     # No view nodes were left behind by the pictures.
     assert scene.GetNodesByClass("vtkMRMLSliceCompositeNode").GetNumberOfItems() == 0

@@ -31,7 +31,7 @@ __all__ = ["DemoCheck", "DemoContext", "DemoResult", "DemoStep", "DEMO_STEPS", "
 
 SCENE_FILE_NAME = "MedAIDemo.mrb"
 # Files whose @demoStep functions run after the foundation's steps, in this order.
-MODULE_STEP_FILES = ("medai.demo_segmentation",)
+MODULE_STEP_FILES = ("medai.demo_segmentation", "medai.demo_models", "medai.demo_registration")
 SAMPLE_DATA = (
     "Colin27", "Colin27BrainMask", "Colin27AAL", "KmeansT1", "KmeansT1Labels", "NucleiImage2D", "NucleiMask2D",
     "HeadCT", "HeadCTBone",
