@@ -89,3 +89,19 @@ def test_shipped_classifier_meets_its_card_on_the_held_back_region():
     assert metrics["confusionMatrix"] == recorded["confusion matrix [[TN, FP], [FN, TP]]"]
     assert [m.training for m in network.modules()] == before
     assert classifierScores(network, heldBack.patches[:5]).shape == (5,)
+
+
+def test_gradcam_of_the_shipped_classifier_passes_both_sanity_checks():
+    """Pointing game >= 0.8 and the randomisation correlation, averaged over draws, < 0.3 (issue #8)."""
+    from MedAIUncertaintyLib.saliencychecks import classifierSaliencyChecks
+
+    network = loadModel("NucleusPatchClassifier2D").network
+    weights = {name: value.clone() for name, value in network.state_dict().items()}
+    image, mask = loadNucleiImage()
+    _training, heldBack = samplePatchSets(image, mask, 32, 384, 100, 400, seed=0)
+    checks = classifierSaliencyChecks(network, heldBack, 40, "gradcam", draws=10)
+    assert checks["cases"] == 40 and checks["pointingGame"] >= 0.8
+    assert checks["randomisationCorrelation"] < 0.3
+    low, high = checks["randomisationRange"]
+    assert low < checks["randomisationCorrelation"] < high  # the draws really differ
+    assert all(torch.equal(weights[name], value) for name, value in network.state_dict().items())

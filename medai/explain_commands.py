@@ -56,7 +56,11 @@ def addExplainParser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--layer", metavar="NAME", help="Grad-CAM layer (module name); default the coarsest rectified layer"
     )
-    parser.add_argument("--no-sanity-checks", action="store_true", help="skip the randomisation test (half the time)")
+    parser.add_argument(
+        "--no-sanity-checks",
+        action="store_true",
+        help="skip the randomisation test (it computes the heatmap again for 5 re-initialised networks)",
+    )
     parser.add_argument("--report", metavar="JSON", help="write the checks as JSON")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     parser.set_defaults(run=explainCommand)

@@ -25,7 +25,7 @@ from MedAICommonLib.jobs import CancelToken, ProgressCallback
 
 from .modelaccess import NetworkModel, loadModel, modelLabels, prepareImage, scalarToInputGrid
 from .saliency import SALIENCY_METHODS, RegionScore, computeHeatmap
-from .saliencychecks import describeChecks, pointingGame, randomisedCopy, rankCorrelation
+from .saliencychecks import RANDOMISATION_DRAWS, describeChecks, pointingGame, randomisationCorrelations
 
 __all__ = ["ExplainJob", "ExplainOutput", "ExplainLogicMixin"]
 
@@ -34,7 +34,11 @@ _log = logging.getLogger("MedAI")
 
 @dataclass
 class ExplainOutput:
-    """The heatmap volume (0-1 on the input grid) and its sanity checks (``checks`` is the printed text)."""
+    """The heatmap volume (0-1 on the input grid) and its sanity checks (``checks`` is the printed text).
+
+    ``randomisationCorrelation`` is the mean over :data:`RANDOMISATION_DRAWS` re-initialised networks
+    (NaN when the checks were skipped); ``checks`` also gives its range between draws.
+    """
 
     heatmapVolumeNode: Any
     randomisationCorrelation: float
@@ -75,26 +79,25 @@ class ExplainJob:
         heatmap = computeHeatmap(scorer, self.tensor, self.classIndex, self.method, layer)
         if cancelToken is not None:
             cancelToken.raiseIfCancelled()
-        correlation = float("nan")
+        correlation, correlationRange = float("nan"), None
         if self.sanityChecks:
             if progress is not None:
-                progress(0.55, "Sanity check: the same heatmap with a re-initialised network")
-            randomNetwork = randomisedCopy(self.model.network)
-            randomScorer = (
-                randomNetwork
-                if _isClassifier(self.model)
-                else RegionScore(randomNetwork, _regionOf(scorer, self.classIndex))
-            )
-            correlation = rankCorrelation(
-                heatmap.numpy(), computeHeatmap(randomScorer, self.tensor, self.classIndex, self.method, layer).numpy()
-            )
+                progress(0.55, f"Sanity check: the same heatmap with {RANDOMISATION_DRAWS} re-initialised networks")
+            region = None if _isClassifier(self.model) else _regionOf(scorer, self.classIndex)
+
+            def randomHeatmap(randomNetwork: Any) -> np.ndarray:
+                randomScorer = randomNetwork if region is None else RegionScore(randomNetwork, region)
+                return computeHeatmap(randomScorer, self.tensor, self.classIndex, self.method, layer).numpy()
+
+            correlations = randomisationCorrelations(self.model.network, heatmap.numpy(), randomHeatmap)
+            correlation, correlationRange = float(correlations.mean()), (correlations.min(), correlations.max())
         onGrid = self.placeHeatmap(heatmap)
         hit = (
             pointingGame(onGrid, self.referenceMask)
             if self.referenceMask is not None and self.referenceMask.any()
             else None
         )
-        checks = describeChecks(correlation, hit) if self.sanityChecks else "Sanity checks skipped."
+        checks = describeChecks(correlation, hit, correlationRange) if self.sanityChecks else "Sanity checks skipped."
         self.result = {
             "heatmap": onGrid,
             "correlation": correlation,
@@ -238,7 +241,7 @@ class ExplainLogicMixin:
                 or the only segment).
             heatmapVolumeNode: a volume to overwrite (None: a new one).
             targetLayer: Grad-CAM's layer (module name); default the coarsest rectified layer.
-            sanityChecks: run the model-randomisation test (doubles the time).
+            sanityChecks: run the model-randomisation test (one more heatmap per re-initialised network, 5 of them).
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             progress, cancelToken: progress callback and cancel token.
 
