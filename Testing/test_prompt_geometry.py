@@ -13,7 +13,14 @@ from test_watershed import _randomRotation, _storedAs
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.volumes import createVolumeFromArray
 from MedAISegmentationLib.promptlogic import planPrompts, segmentFromPrompts
-from MedAISegmentationLib.promptsegment import ORIENTATIONS, _orient_points, _unorient_image, propagate_through_slices
+from MedAISegmentationLib.promptsegment import (
+    BOX_MARGIN_MODEL_PX,
+    ORIENTATIONS,
+    SINGLE_ORIENTATION,
+    _orient_points,
+    _unorient_image,
+    propagate_through_slices,
+)
 from MedAISegmentationLib.promptslices import display_slice, prompt_region
 
 SHAPE_KJI = (11, 53, 37)  # odd sizes, 37 x 53 x 11 in IJK
@@ -190,3 +197,38 @@ def test_propagation_range_is_the_slices_whose_centres_the_roi_contains(scene, r
     roi = _roi(scene, (low + high)[:3] / 2, np.abs(high - low)[:3])
     plan = planPrompts(volumeNode, roiNode=roi, sliceView="axial")
     assert plan.sliceRange == (3, 6) and plan.sliceIndex in (4, 5)
+
+
+class _DecoderInputs:
+    """A prompt model that records what reaches its decoder (the real one is tested in test_prompt_model)."""
+
+    model_id, device, input_size = "recorder", "cpu", 256
+
+    def encode(self, model_input):
+        import torch
+
+        return torch.zeros(1, 1, 1, 1)
+
+    def decode_batch(self, embeddings, boxes, points, labels):
+        self.boxes = boxes
+        return np.zeros((len(embeddings), 256, 256), np.float32), np.zeros(len(embeddings))
+
+
+@pytest.mark.parametrize(
+    ("box_rc", "expected_xy"),
+    [
+        # Orientation 7 maps display (row, col) to (255 - col, 255 - row); the model takes (x, y) = (col, row).
+        (
+            [[20, 30], [230, 200]],
+            [25 - BOX_MARGIN_MODEL_PX, 55 - BOX_MARGIN_MODEL_PX, 235 + BOX_MARGIN_MODEL_PX, 225 + BOX_MARGIN_MODEL_PX],
+        ),
+        ([[0, 0], [255, 255]], [0, 0, 255, 255]),  # clipped to the model's frame
+    ],
+)
+def test_box_prompts_reach_the_decoder_widened_by_the_margin(box_rc, expected_xy):
+    from MedAISegmentationLib.promptsegment import EmbeddingCache, segment_display_image
+
+    assert SINGLE_ORIENTATION == (True, True, True)
+    recorder = _DecoderInputs()
+    segment_display_image(recorder, np.zeros((256, 256), np.float32), (1.0, 1.0), box_rc=box_rc, cache=EmbeddingCache())
+    np.testing.assert_allclose(recorder.boxes[0], expected_xy, atol=1e-6)
