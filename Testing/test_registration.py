@@ -269,3 +269,17 @@ def test_inverse_consistency_of_both_directions(scene):
         fixedVolumeNode=fixed, movingVolumeNode=moving, transformType="rigid", metric="mse", inverseConsistency=True
     )
     assert 0.0 <= result.quality["inverseConsistencyMm"] < 0.1
+
+
+def test_multimodal_rigid_on_a_small_slice_with_default_sampling(scene):
+    """T1 slice fixed, rotated and shifted proton-density slice moving, mutual information, defaults only."""
+    fixed = sampledata.loadSampleData(scene, "BrainT1SliceBorder20")
+    moving = sampledata.loadSampleData(scene, "BrainProtonDensitySliceR10X13Y17")
+    known = sampledata.knownTransform("BrainProtonDensitySliceR10X13Y17").transform
+    result = MedAIRegistrationLogic().registerVolumes(
+        fixedVolumeNode=fixed, movingVolumeNode=moving, transformType="rigid", metric="mi"
+    )
+    errors = [
+        np.linalg.norm(np.subtract(result.transform.TransformPoint(p), known.TransformPoint(p))) for p in POINTS_2D
+    ]
+    assert max(errors) < 0.2, errors

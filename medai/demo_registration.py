@@ -28,9 +28,8 @@ def _multiModalRigid(context: DemoContext) -> None:
     )  # fmt: skip
     result = MedAIRegistrationLogic().registerVolumes(
         fixedVolumeNode=fixed, movingVolumeNode=moving, transformType="rigid", metric="mi",
-        samplingPercentage=1.0, createResampledVolume=True,
+        createResampledVolume=True,
     )  # fmt: skip
-    # Every pixel is sampled: a small 2D slice gives too few random samples for a steady mutual information.
     # The known transform maps fixed points (LPS mm) onto the moving image; so must the result.
     known = knownTransform(MOVING).transform
     grid = np.stack(np.meshgrid(np.linspace(40, 200, 9), np.linspace(40, 200, 9)), axis=-1).reshape(-1, 2)

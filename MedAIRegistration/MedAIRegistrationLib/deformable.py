@@ -49,7 +49,7 @@ def run_bspline_stage(
     extentMm = [size * spacing for size, spacing in zip(fixed.GetSize(), fixed.GetSpacing())]
     meshSize = [max(1, round(extent / coarseSpacingMm)) for extent in extentMm]
     bspline = sitk.BSplineTransformInitializer(fixed, meshSize, order=3)
-    method = configure_method(stage, inputs.fixed_mask, inputs.moving_mask)
+    method = configure_method(stage, inputs.fixed_mask, inputs.moving_mask, inputs.fixed.GetNumberOfPixels())
     if previous is not None:
         method.SetMovingInitialTransform(previous)
     method.SetInitialTransformAsBSpline(bspline, inPlace=True, scaleFactors=[2**level for level in range(levels)])

@@ -180,7 +180,7 @@ def run_linear_stage(
         transform = new_linear_transform(stage.transform, dimension)
         if hasattr(transform, "SetCenter"):
             transform.SetCenter(_centre_of(previous, fixed))
-    method = configure_method(stage, inputs.fixed_mask, inputs.moving_mask)
+    method = configure_method(stage, inputs.fixed_mask, inputs.moving_mask, inputs.fixed.GetNumberOfPixels())
     if previous is not None:
         method.SetMovingInitialTransform(previous)
     method.SetInitialTransform(transform, inPlace=True)

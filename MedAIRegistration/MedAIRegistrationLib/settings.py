@@ -125,14 +125,23 @@ class StageInputs:
     cancel_token: Any = None
 
 
-def _set_metric(method: Any, stage: StageSettings) -> None:
+# Mutual information samples at least this many fixed voxels at random, or takes them all: with fewer, the 50-bin
+# histograms of mutual information are too noisy (a 221x257 slice sampled at 20 % locked a 10-degree
+# multi-modal rotation at 7.6 degrees; all of its voxels found it within 0.1 mm).
+MIN_METRIC_SAMPLES = 100_000
+
+
+def _set_metric(method: Any, stage: StageSettings, fixed_voxels: int | None = None) -> None:
     if stage.metric == "mse":
         method.SetMetricAsMeanSquares()
     elif stage.metric == "ncc":
         method.SetMetricAsCorrelation()
     else:
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(stage.histogram_bins))
-    if stage.sampling_percentage < 1.0:
+    enough = (
+        stage.metric != "mi" or fixed_voxels is None or stage.sampling_percentage * fixed_voxels >= MIN_METRIC_SAMPLES
+    )
+    if stage.sampling_percentage < 1.0 and enough:
         method.SetMetricSamplingStrategy(method.RANDOM)
         # A fixed seed: the same inputs give the same result every run.
         method.SetMetricSamplingPercentage(float(stage.sampling_percentage), 20261122)
@@ -165,12 +174,18 @@ def _set_optimizer(method: Any, stage: StageSettings) -> None:
         method.SetOptimizerScalesFromPhysicalShift()
 
 
-def configure_method(stage: StageSettings, fixed_mask: Any = None, moving_mask: Any = None) -> Any:
-    """A ``SimpleITK.ImageRegistrationMethod`` set up with the stage's metric, optimiser and pyramid."""
+def configure_method(
+    stage: StageSettings, fixed_mask: Any = None, moving_mask: Any = None, fixed_voxels: int | None = None
+) -> Any:
+    """A ``SimpleITK.ImageRegistrationMethod`` set up with the stage's metric, optimiser and pyramid.
+
+    ``fixed_voxels`` (the fixed image's voxel count) turns random sampling off for mutual information
+    when it would keep fewer than :data:`MIN_METRIC_SAMPLES` voxels.
+    """
     import SimpleITK as sitk
 
     method = sitk.ImageRegistrationMethod()
-    _set_metric(method, stage)
+    _set_metric(method, stage, fixed_voxels)
     _set_optimizer(method, stage)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetShrinkFactorsPerLevel([int(f) for f in stage.shrink_factors])
