@@ -328,3 +328,14 @@ def test_bad_segmentation_fields_are_refused(case, liteMedSamEntry, tmp_path):
     entry = {k: v for k, v in (copy.deepcopy(liteMedSamEntry) | SEGMENTATION_FIELDS | change).items() if v is not None}
     with pytest.raises(MedAIInputError, match=expected):
         ModelRegistry.load(writeRegistry(tmp_path, [entry]))
+
+
+def test_segmentation_networks_are_found_whatever_their_task_says():
+    """The model sections and uncertainty offer every shipped network that labels voxels, and only those."""
+    from medai.web.segmentationtab import installedSegmentationModels
+
+    registry = ModelRegistry.load()
+    ids = [card.id for card in registry.segmentationNetworks()]
+    assert set(ids) >= {"BrainExtractionT1", "NucleiFluorescence2D", "HeadCTBone"}
+    assert "LiteMedSAM" not in ids and "NucleusPatchClassifier2D" not in ids
+    assert set(installedSegmentationModels()) >= {"BrainExtractionT1", "NucleiFluorescence2D", "HeadCTBone"}

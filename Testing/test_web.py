@@ -210,23 +210,25 @@ def test_sample_volume_in_the_four_views(page):
     _screenshot(page, "views")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the uncertainty job started from the page never reports back (the same estimate takes 17 s "
+    "in-process); until now the tab hid this by offering no model at all",
+)
 def test_uncertainty_tab(page):
     page.get_by_test_id("tab-uncertainty").click()
     runButton = page.get_by_test_id("unc-run")
     page.locator("[data-testid=unc-run], [data-testid=unc-unavailable]").first.wait_for()
-    if not runButton.is_visible():
-        assert "not yet available" in page.get_by_test_id("unc-unavailable").inner_text()
-        return
+    assert runButton.is_visible(), page.get_by_test_id("unc-unavailable").inner_text()  # the shipped networks
     page.get_by_test_id("tab-segmentation").click()
     _choose(page, "seg-sample", "NucleiImage2D")
     page.get_by_test_id("seg-load").click()
     page.get_by_test_id("seg-volume").filter(has_text="NucleiImage2D").wait_for()
     page.get_by_test_id("tab-uncertainty").click()
+    _choose(page, "unc-model", "NucleiFluorescence2D")
     runButton.click()
     # Either the map and its colour range, or a sentence saying why not (e.g. weights not shipped yet).
-    page.locator("[data-testid=unc-error], [data-testid=unc-range]").first.wait_for()
-    if page.get_by_test_id("unc-range").is_visible():
-        assert "to" in page.get_by_test_id("unc-range").inner_text()
-        _screenshot(page, "uncertainty")
-    else:
-        assert len(page.get_by_test_id("unc-error").inner_text()) > 10
+    page.locator("[data-testid=unc-error], [data-testid=unc-range]").first.wait_for(timeout=180_000)
+    assert not page.get_by_test_id("unc-error").is_visible(), page.get_by_test_id("unc-error").inner_text()
+    assert "to" in page.get_by_test_id("unc-range").inner_text()
+    _screenshot(page, "uncertainty")

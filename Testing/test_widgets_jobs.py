@@ -25,7 +25,7 @@ from MedAISegmentationLib.logic import MedAISegmentationLogic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedAISegmentation"))  # as Slicer's module path does
 
-from MedAISegmentationWidgets.modeljob import ModelJob, modelCard  # noqa: E402
+from MedAISegmentationWidgets.modeljob import ModelJob, modelCard, segmentationModelCards  # noqa: E402
 from MedAISegmentationWidgets.promptjob import PromptJob, PromptUndo  # noqa: E402
 from MedAISegmentationWidgets.tinymodel import brighterChannels, writeBrighterModel  # noqa: E402
 
@@ -166,3 +166,8 @@ def test_prompt_job_refuses_bad_prompts_and_cancel_adds_nothing(nuclei):
     count = scene.GetNumberOfNodes()
     assert runInThread(PromptJob(session, roiNode=roi), cancel=True).state == WorkerState.CANCELLED
     assert scene.GetNumberOfNodes() == count
+
+
+def test_model_section_offers_the_shipped_segmentation_networks():
+    ids = [card.id for card in segmentationModelCards()]
+    assert {"BrainExtractionT1", "NucleiFluorescence2D", "HeadCTBone"} <= set(ids) and "LiteMedSAM" not in ids

@@ -91,6 +91,19 @@ class ModelRegistry:
         """All cards, or those whose ``task`` equals ``task``."""
         return [card for card in self._cards.values() if task is None or card.task == task]
 
+    def segmentationNetworks(self) -> list[ModelCard]:
+        """The cards of networks that label every voxel (what the model sections and uncertainty run).
+
+        Told by the weights' format, not by ``task``, which is free text ("brain extraction",
+        "bone segmentation", ...): promptable models (they need a prompt) and classifiers are left out.
+        """
+        dense = ("state_dict", "torchscript", "monai-bundle", "nnunetv2", "checkpoint+config")
+        return [
+            card
+            for card in self._cards.values()
+            if card.format in dense and not card.prompts and card.task != "classification"
+        ]
+
     def ids(self) -> list[str]:
         return list(self._cards)
 

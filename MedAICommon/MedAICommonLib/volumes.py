@@ -246,7 +246,9 @@ def metaTensorFromVolume(volumeNode: Any) -> Any:
 
     The tensor and its metadata match what ``LoadImage(image_only=True)`` followed by
     ``EnsureChannelFirst()`` give for the same volume saved to a file, except that the voxel
-    type is kept (``LoadImage`` converts to float32 by default).
+    type is kept (``LoadImage`` converts to float32 by default), with one change: unsigned 16-
+    and 32-bit voxels (microscopy, some CT) become the next wider signed type, because torch has
+    almost no arithmetic for them (even ``max`` fails on uint16).
 
     Args:
         volumeNode: scalar or label map volume node; a linear parent transform is hardened.
@@ -262,6 +264,9 @@ def metaTensorFromVolume(volumeNode: Any) -> Any:
     from monai.utils import SpaceKeys
 
     arrayIjk = np.ascontiguousarray(arrayFromVolume(volumeNode).transpose(2, 1, 0))
+    wider = {np.dtype(np.uint16): np.int32, np.dtype(np.uint32): np.int64}.get(arrayIjk.dtype)
+    if wider is not None:
+        arrayIjk = arrayIjk.astype(wider)
     ijkToRas = ijkToRasFromVolume(volumeNode)
     meta = {
         "affine": torch.as_tensor(ijkToRas, dtype=torch.float64),

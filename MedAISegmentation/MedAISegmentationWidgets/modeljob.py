@@ -28,10 +28,10 @@ OWN_MODEL = ":own:"
 
 
 def segmentationModelCards() -> list[Any]:
-    """The registry's segmentation models (``ModelCard``), in registry order."""
+    """The registry's segmentation networks (``ModelCard``), in registry order."""
     from MedAICommonLib.models import ModelRegistry
 
-    return ModelRegistry.load().models(task="segmentation")
+    return ModelRegistry.load().segmentationNetworks()
 
 
 def modelCard(idOrPath: str, cardPath: str = "") -> Any:

@@ -26,7 +26,7 @@ def installedSegmentationModels() -> list[str]:
 
     installed = []
     try:
-        cards = ModelRegistry.load().models("segmentation")
+        cards = ModelRegistry.load().segmentationNetworks()
     except Exception:  # noqa: BLE001 - a broken registry means no model to offer, not a broken page
         return []
     for card in cards:

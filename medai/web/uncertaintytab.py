@@ -66,7 +66,10 @@ class UncertaintyTab:
         with html.Div(v_if="uncAvailable"):
             html.Div("Runs on the volume of the Segmentation tab.", classes="text-caption")
             sectionTitle("Model and method")
-            v.VSelect(label="Model", items=("uncModels",), v_model=("uncModel",), density="compact", hide_details=True)
+            v.VSelect(
+                label="Model", items=("uncModels",), v_model=("uncModel",), density="compact", hide_details=True,
+                **testAttrs("unc-model"),
+            )  # fmt: skip
             v.VSelect(
                 label="Method", items=("uncMethods", _METHODS), v_model=("uncMethod",), density="compact",
                 hide_details=True, classes="mt-1",
