@@ -3,7 +3,7 @@
 The app is started on 127.0.0.1 (a free port) inside the test module and stopped at its end. The
 page is used as a user would: pick a sample, run one method per module, read the results in the
 page (segment list, evaluation numbers, registration quality), download the outputs, and save
-screenshots to ``Resources/Screenshots/web-*.png`` for the README.
+screenshots (to ``Resources/Screenshots/web-*.png`` for the README with ``MEDAI_UPDATE_SCREENSHOTS=1``).
 
 Needs ``playwright`` (PyPI, pinned) and the system ``chromium`` (``apt-get install chromium``);
 the module is skipped when either is missing. Never runs ``playwright install``.
@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -108,10 +109,15 @@ def _choose(page, testId: str, option: str) -> None:
 
 
 def _screenshot(page, name: str) -> Path:
-    """Save the page as ``Resources/Screenshots/web-<name>.png``, in 256 colours to keep the file small."""
+    """Save the page as ``web-<name>.png``, in 256 colours to keep the file small.
+
+    Into ``Resources/Screenshots`` (the README's pictures) only with ``MEDAI_UPDATE_SCREENSHOTS=1``, so
+    that a test run leaves the checkout as it was; otherwise into the temporary folder.
+    """
     from PIL import Image
 
-    path = SCREENSHOTS / f"web-{name}.png"
+    folder = SCREENSHOTS if os.environ.get("MEDAI_UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir())
+    path = folder / f"web-{name}.png"
     time.sleep(2.0)  # the views stream their last frame after the page changed
     page.screenshot(path=str(path))
     with Image.open(path) as image:
