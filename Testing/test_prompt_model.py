@@ -81,8 +81,9 @@ def test_second_prompt_on_the_slice_reuses_the_embeddings_and_fills_the_segment(
     )
     seconds = time.perf_counter() - start
     print(f"\nPrompt on the slice: first {first.seconds:.2f} s, again with cached embeddings {seconds:.2f} s")
-    assert default_cache.misses == misses  # no new embedding
-    assert seconds < 0.5 * first.seconds
+    # No new embedding: the reuse itself is asserted, not a time (the demo may have cached this slice
+    # before, and speed belongs to benchmarks/bench_prompt.py).
+    assert default_cache.misses == misses
     assert again.segmentId == first.segmentId and not again.createdNode
     written = labelmapFromSegmentation(first.segmentationNode, volumeNode)[0]
     assert np.array_equal(written > 0, again.mask > 0)
