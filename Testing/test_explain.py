@@ -150,3 +150,23 @@ def test_medai_explain_writes_the_heatmap_and_prints_the_checks(tmp_path, capsys
     bad = tmp_path / "bad.nrrd"
     assert main(["explain", str(imagePath), "--model", CLASSIFIER, "--target", "5", "-o", str(bad)]) == 2
     assert not bad.exists() and "no label 5" in capsys.readouterr().err
+
+
+def test_randomisation_draws_stop_when_cancelled():
+    from MedAICommonLib.errors import MedAICancelledError
+    from MedAICommonLib.jobs import CancelToken
+    from MedAIUncertaintyLib.saliencychecks import randomisationCorrelations
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1))
+    heatmap = np.arange(16.0).reshape(4, 4)
+    token, drawn = CancelToken(), []
+
+    def heatmapOf(randomNetwork):
+        drawn.append(randomNetwork)
+        token.cancel()  # the user presses Cancel during the first draw
+        return heatmap
+
+    with pytest.raises(MedAICancelledError):
+        randomisationCorrelations(network, heatmap, heatmapOf, draws=5, cancelToken=token)
+    assert len(drawn) == 1
+    assert len(randomisationCorrelations(network, heatmap, lambda _n: heatmap, draws=3)) == 3

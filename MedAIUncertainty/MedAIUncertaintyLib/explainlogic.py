@@ -89,7 +89,9 @@ class ExplainJob:
                 randomScorer = randomNetwork if region is None else RegionScore(randomNetwork, region)
                 return computeHeatmap(randomScorer, self.tensor, self.classIndex, self.method, layer).numpy()
 
-            correlations = randomisationCorrelations(self.model.network, heatmap.numpy(), randomHeatmap)
+            correlations = randomisationCorrelations(
+                self.model.network, heatmap.numpy(), randomHeatmap, cancelToken=cancelToken
+            )
             correlation, correlationRange = float(correlations.mean()), (correlations.min(), correlations.max())
         onGrid = self.placeHeatmap(heatmap)
         hit = (

@@ -60,7 +60,12 @@ def rankCorrelation(heatmapA: np.ndarray, heatmapB: np.ndarray) -> float:
 
 
 def randomisationCorrelations(
-    network: Any, heatmap: np.ndarray, heatmapOf: Any, draws: int = RANDOMISATION_DRAWS, seed: int = 0
+    network: Any,
+    heatmap: np.ndarray,
+    heatmapOf: Any,
+    draws: int = RANDOMISATION_DRAWS,
+    seed: int = 0,
+    cancelToken: Any = None,
 ) -> np.ndarray:
     """Rank correlation of ``heatmap`` with the heatmap of each of ``draws`` re-initialised copies of ``network``.
 
@@ -70,11 +75,20 @@ def randomisationCorrelations(
         heatmapOf: ``heatmapOf(randomisedNetwork) -> np.ndarray``, the same heatmap for another network.
         draws: re-initialisations (seeds ``seed`` to ``seed + draws - 1``).
         seed: first seed.
+        cancelToken: a :class:`MedAICommonLib.jobs.CancelToken`, checked before each draw.
 
     Returns:
         One Spearman correlation per draw.
+
+    Raises:
+        MedAICancelledError: cancelled.
     """
-    return np.array([rankCorrelation(heatmap, heatmapOf(randomisedCopy(network, seed + d))) for d in range(draws)])
+    correlations = []
+    for draw in range(draws):
+        if cancelToken is not None:
+            cancelToken.raiseIfCancelled()
+        correlations.append(rankCorrelation(heatmap, heatmapOf(randomisedCopy(network, seed + draw))))
+    return np.array(correlations)
 
 
 def pointingGame(heatmap: np.ndarray, objectMask: np.ndarray) -> bool:
