@@ -103,6 +103,7 @@ class MedAISegmentationParameterNode:
     negativePoints: bool = False
     sliceView: Annotated[str, Choice(SLICE_VIEWS)] = "auto"
     propagate: bool = False
+    averageOrientations: bool = False
     autoSegment: bool = False
     outputType: Annotated[str, Choice(OUTPUT_TYPES)] = "segmentation"
     outputSegmentation: vtkMRMLSegmentationNode

@@ -21,7 +21,7 @@ from MedAICommonLib.sampledata import loadSampleData, sampleDataPath
 from MedAICommonLib.segmentations import labelmapFromSegmentation
 from MedAICommonLib.volumes import arrayFromVolume, createVolumeFromArray, ijkToRasFromVolume
 from MedAISegmentationLib.promptlogic import prepareSliceEmbeddings, segmentFromPrompts
-from MedAISegmentationLib.promptsegment import default_cache
+from MedAISegmentationLib.promptsegment import EmbeddingCache, default_cache
 
 AXIAL_SLICE = 90  # Colin27 is stored R, A, S: KJI index 0 is the axial slice
 
@@ -62,7 +62,7 @@ def brain():
 
 
 def test_brain_box_on_an_axial_slice(brain):
-    """A box around the brain on a real T1 slice, averaged over the 8 flips and rotations."""
+    """A box around the brain on a real T1 slice, seen in the one orientation used by default."""
     scene, volumeNode, mask, roi, result = brain
     dice = _dice(result.mask[AXIAL_SLICE], mask[AXIAL_SLICE])
     print(f"\nColin27 axial slice {AXIAL_SLICE}: Dice {dice:.3f}")
@@ -93,7 +93,7 @@ def test_embeddings_prepared_before_the_prompt_are_the_ones_it_uses(brain):
     """What the desktop computes in the background when a slice is shown is what the box prompt needed."""
     scene, volumeNode, mask, roi, first = brain
     onSlice = ijkToRasFromVolume(volumeNode) @ np.r_[10.0, 20.0, AXIAL_SLICE, 1.0]
-    assert prepareSliceEmbeddings(volumeNode, onSlice[:3], "axial") == 0  # all 8 already cached by the prompt
+    assert prepareSliceEmbeddings(volumeNode, onSlice[:3], "axial") == 0  # already cached by the prompt
     with pytest.raises(MedAIInputError, match="no slice"):
         prepareSliceEmbeddings(volumeNode, onSlice[:3] + [0.0, 0.0, 500.0], "axial")
 
@@ -108,6 +108,21 @@ def test_result_does_not_depend_on_the_storage_order(brain):
     assert default_cache.misses == misses
     backInColin = _storedAs(other.mask, ijkToRas, (0, 1, 2), (0, 2))[0].transpose(np.argsort((2, 0, 1)))
     assert np.array_equal(backInColin, first.mask)
+
+
+def test_averaging_over_the_eight_orientations_uses_eight_embeddings(brain):
+    """The slower option: 8 flips and rotations of the slice, each mapped back, averaged."""
+    scene, volumeNode, mask, roi, single = brain
+    onSlice = ijkToRasFromVolume(volumeNode) @ np.r_[10.0, 20.0, AXIAL_SLICE, 1.0]
+    cache = EmbeddingCache()  # its own, whatever earlier tests left in the process-wide one
+    assert prepareSliceEmbeddings(volumeNode, onSlice[:3], "axial", augment=True, cache=cache) == 8
+    averaged = segmentFromPrompts(volumeNode, roiNode=roi, sliceView="axial", augment=True, cache=cache)
+    assert cache.misses == 8 and len(cache) == 8  # the prompt used exactly the 8 prepared embeddings
+    dice = _dice(averaged.mask[AXIAL_SLICE], mask[AXIAL_SLICE])
+    print(f"\nColin27 axial slice {AXIAL_SLICE}, 8 orientations averaged: Dice {dice:.3f}")
+    assert dice >= 0.90
+    assert not np.array_equal(averaged.mask, single.mask)  # really another computation
+    scene.RemoveNode(averaged.segmentationNode)
 
 
 def test_positive_point_with_the_box_keeps_the_brain(brain):

@@ -77,6 +77,10 @@ def addPromptParser(subparsers: Any) -> argparse.ArgumentParser:
         help="slice orientation (default: the box's thinnest axis)",
     )  # fmt: skip
     parser.add_argument("--propagate", action="store_true", help="segment slice after slice through the box")
+    parser.add_argument(
+        "--average-orientations", action="store_true",
+        help="average the prompted slice over its 8 flips and rotations (about 8 times slower, steadier)",
+    )  # fmt: skip
     parser.add_argument("--window", type=_windowArgument, metavar="LOW,HIGH", help="intensity window (CT: HU)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: %(default)s)")
     parser.set_defaults(run=promptCommand)
@@ -120,6 +124,7 @@ def promptCommand(args: argparse.Namespace) -> int:
         roiNode=roiNode,
         pointsNode=pointsNode,
         propagate=args.propagate,
+        augment=args.average_orientations,
         sliceView=args.view,
         model=args.model,
         device=args.device,

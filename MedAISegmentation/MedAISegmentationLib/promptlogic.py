@@ -44,7 +44,7 @@ def segmentFromPrompts(
     device: str = "cpu",
     window: tuple[float, float] | None = None,
     cache: EmbeddingCache | None = None,
-    augment: bool = True,
+    augment: bool = False,
     augmentPropagation: bool = False,
     oneObject: bool = True,
     progress: Callable[[float, str], None] | None = None,
@@ -64,7 +64,10 @@ def segmentFromPrompts(
             percentiles of the volume.
         cache: embedding cache (default: the process-wide one).
         augment: average over the eight flips and rotations of the prompted slice (8 embeddings,
-            cached; the result no longer depends on the in-plane orientation the model prefers).
+            cached; about 8 times slower, less dependent on the in-plane orientation the model
+            prefers). Off: the slice as Slicer shows it, turned into the one orientation chosen
+            for LiteMedSAM (``promptsegment.SINGLE_ORIENTATION``); either way the result does not
+            depend on how the volume is stored.
         augmentPropagation: the same on every propagated slice (8 times slower).
         oneObject: keep the largest connected part of each slice's mask, holes filled.
         progress: ``progress(fraction, message)``; cancelToken: a ``CancelToken``.
@@ -98,7 +101,7 @@ def prepareSliceEmbeddings(
     model: str = DEFAULT_PROMPT_MODEL,
     device: str = "cpu",
     window: tuple[float, float] | None = None,
-    augment: bool = True,
+    augment: bool = False,
     cache: EmbeddingCache | None = None,
 ) -> int:
     """Compute and cache the embeddings of the slice through a point, before any prompt is placed.

@@ -32,6 +32,7 @@ from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.models import checkedWeightsPath, resolveModel
 
 from .promptcheckpoints import CheckpointInfo, buildNetwork, inspectPromptCheckpoint, readStateDict
+from .promptdecoder import predictMasks
 
 __all__ = ["PromptModel", "load_prompt_model", "DEFAULT_PROMPT_MODEL"]
 
@@ -138,35 +139,12 @@ class PromptModel:
                 )
             prompt = self.network.prompt_encoder
             sparse, dense = prompt(points=pointPrompt, boxes=boxTensor, masks=None)
-            logits, iou = _predict_masks(self.network.mask_decoder, embeddings, prompt.get_dense_pe(), sparse, dense)
+            logits, iou = predictMasks(self.network.mask_decoder, embeddings, prompt.get_dense_pe(), sparse, dense)
             if logits.shape[-1] != self.input_size:
                 logits = torch.nn.functional.interpolate(
                     logits, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
                 )
             return logits[:, 0].float().cpu().numpy(), iou[:, 0].float().cpu().numpy()
-
-
-def _predict_masks(decoder: Any, embeddings: Any, imagePe: Any, sparse: Any, dense: Any) -> tuple[Any, Any]:
-    """SAM's ``MaskDecoder.predict_masks`` with one image per prompt (single-mask output).
-
-    ``segment-anything`` repeats every image embedding for every prompt; here prompt ``b`` is decoded
-    on image ``b``, so the flips of a slice are decoded in one batch.
-    """
-    import torch
-
-    outputTokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat((outputTokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
-    source = embeddings.expand(tokens.shape[0], -1, -1, -1) if embeddings.shape[0] == 1 else embeddings
-    source = source + dense
-    positions = imagePe.expand(tokens.shape[0], -1, -1, -1)
-    batch, channels, height, width = source.shape
-    hs, source = decoder.transformer(source, positions, tokens)
-    maskTokens = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    upscaled = decoder.output_upscaling(source.transpose(1, 2).view(batch, channels, height, width))
-    hyper = decoder.output_hypernetworks_mlps[0](maskTokens[:, 0, :])[:, None]  # the single-mask token
-    batch, channels, height, width = upscaled.shape
-    masks = (hyper @ upscaled.view(batch, channels, height * width)).view(batch, 1, height, width)
-    return masks, decoder.iou_prediction_head(hs[:, 0, :])[:, :1]
 
 
 def _build_from_card(card: Any) -> Any:

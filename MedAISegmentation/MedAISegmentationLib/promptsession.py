@@ -87,7 +87,8 @@ class PromptSession:
         window: ``(low, high)`` intensities mapped to 0-1 (a CT window in HU); None: the 0.5th-99.5th
             percentiles of the volume above its minimum.
         cache: embedding cache (default: the process-wide one, shared by all sessions).
-        augment: average the prompted slice over flips and rotations (see ``promptsegment``).
+        augment: average the prompted slice over its 8 flips and rotations (see ``promptsegment``;
+            about 8 times slower); off: one fixed orientation of the displayed slice.
         augmentPropagation: the same on every propagated slice (slower).
         oneObject: keep the largest connected part of each slice's mask, holes filled (a box or
             click points at one object).
@@ -104,7 +105,7 @@ class PromptSession:
         device: str = "auto",
         window: tuple[float, float] | None = None,
         cache: EmbeddingCache | None = None,
-        augment: bool = True,
+        augment: bool = False,
         augmentPropagation: bool = False,
         oneObject: bool = True,
     ) -> None:

@@ -70,7 +70,10 @@ class PanelLogicMixin:
         return list(zip(names, [parameterNode.inputVolume, *extra]))
 
     def promptSession(self, parameterNode):
-        """The prompt session of the input volume and prompt model (kept while they stay; loads the model)."""
+        """The prompt session of the input volume and prompt model (kept while they stay; loads the model).
+
+        Its ``augment`` follows the panel's "Average orientations" at every call.
+        """
         from MedAISegmentationLib.promptsession import PromptSession
 
         model = parameterNode.promptCheckpoint.strip() or "LiteMedSAM"
@@ -78,6 +81,7 @@ class PanelLogicMixin:
         if self._promptSession is None or self._promptSessionKey != key:
             self._promptSession = PromptSession(parameterNode.inputVolume, model=model, device=parameterNode.device)
             self._promptSessionKey = key
+        self._promptSession.augment = parameterNode.averageOrientations  # the embeddings cached so far stay valid
         return self._promptSession
 
     def forgetPromptSession(self) -> None:
