@@ -86,6 +86,8 @@ def score(case: dict, transform: sitk.Transform, seconds: float, cpuSeconds: flo
 
 
 def runMedAI(case: dict, preset: str | None = None) -> tuple[sitk.Transform, float]:
+    import torch  # noqa: F401  (imported before the clock starts, as ANTs and elastix are: 2-3 s once per process)
+
     scene = sceneio.createScene()
     fixedNode = createVolumeFromSitkImage(scene, case["fixed"], "fixed")
     movingNode = createVolumeFromSitkImage(scene, case["moving"], "moving")
