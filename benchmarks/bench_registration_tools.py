@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -130,7 +131,13 @@ def runElastix(case: dict, folder: Path) -> tuple[sitk.Transform, float]:
     started = time.perf_counter()
     _, result = itk.elastix_registration_method(fixed, moving, parameter_object=parameters, log_to_console=False)
     seconds = time.perf_counter() - started
-    field = itk.transformix_deformation_field(moving, result)
+    # transformix writes deformationField.nii into the working folder: keep it in the temporary one.
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        field = itk.transformix_deformation_field(moving, result)
+    finally:
+        os.chdir(here)
     displacement = sitk.GetImageFromArray(np.asarray(itk.array_from_image(field), dtype=np.float64), isVector=True)
     displacement.CopyInformation(case["fixed"])
     return sitk.DisplacementFieldTransform(displacement), seconds

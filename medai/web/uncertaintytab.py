@@ -85,8 +85,7 @@ class UncertaintyTab:
             jobStatus("unc", self.runner.cancel)
             with html.Div(v_if="uncRange", classes="my-2"):
                 html.Div(
-                    style="height: 10px; background: linear-gradient(to right, #0000ff, #00ffff, #00ff00, "
-                    "#ffff00, #ff0000);",
+                    style="height: 10px; background: linear-gradient(to right, #000000, #ff0000, #ffff00, #ffffff);",
                 )
                 html.Div("{{ uncRange }}", classes="text-caption", **testAttrs("unc-range"))
             with v.VTable(density="compact", v_if="uncSummary.length", classes="text-caption"):
@@ -127,23 +126,19 @@ class UncertaintyTab:
         self.runner.run(warmUp, start, "Uncertainty")
 
     def _show(self, output: Any) -> str:
-        from MedAICommonLib.volumes import arrayFromVolume
-
         self.app.removeNodes(self.outputs)
         uncertainty = output.uncertaintyVolumeNode
         others = [node for node in output.volumes.values() if node is not uncertainty]
         self.outputs = [output.segmentationNode, uncertainty, *others, output.summaryTableNode]
-        values = arrayFromVolume(uncertainty)
-        low, high = float(values.min()), float(values.max())
+        # The logic already gave the map MedAI's uncertainty colours (black, red, yellow, white from 0 to its
+        # 99.5th percentile; zero transparent), as in the desktop: the legend shows that window.
         display = uncertainty.GetDisplayNode()
-        display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
-        display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(low, high if high > low else low + 1.0)
+        low, high = float(display.GetWindowLevelMin()), float(display.GetWindowLevelMax())
         self.app.setForeground(uncertainty, 0.5)
         summary = [{"name": str(row.get("name", key)), "value": _text(row)} for key, row in enumerate(output.summary)]
         summary += [{"name": key, "value": f"{value:.3f}"} for key, value in output.metrics.items() if _isNumber(value)]
         self.state.update(
-            {"uncSummary": summary, "uncRange": f"{uncertainty.GetName()}: {low:.3g} (blue) to {high:.3g} (red)"}
+            {"uncSummary": summary, "uncRange": f"{uncertainty.GetName()}: {low:.3g} (black) to {high:.3g} (white)"}
         )
         return f"Uncertainty ({self.state['uncMethod']}) in {output.seconds:.1f} s; review segment added."
 
