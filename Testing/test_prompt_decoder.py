@@ -55,7 +55,10 @@ def _reference(model, embedding, boxes, points):
 def test_fast_decoder_matches_segment_anything(embeddings, prompts):
     model, embedding = embeddings
     boxes = torch.tensor([[40.0, 30.0, 215.0, 230.0], [60.0, 50.0, 190.0, 200.0]])
-    points = (torch.tensor([[[128.0, 120.0], [30.0, 30.0]], [[100.0, 140.0], [200.0, 40.0]]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    points = (
+        torch.tensor([[[128.0, 120.0], [30.0, 30.0]], [[100.0, 140.0], [200.0, 40.0]]]),
+        torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
+    )
     boxes = boxes if "box" in prompts else None
     points = points if "points" in prompts else None
     expected, expectedIou = _reference(model, embedding, boxes, points)

@@ -13,14 +13,8 @@ from test_watershed import _randomRotation, _storedAs
 from MedAICommonLib.errors import MedAIInputError
 from MedAICommonLib.volumes import createVolumeFromArray
 from MedAISegmentationLib.promptlogic import planPrompts, segmentFromPrompts
-from MedAISegmentationLib.promptsegment import (
-    BOX_MARGIN_MODEL_PX,
-    ORIENTATIONS,
-    SINGLE_ORIENTATION,
-    _orient_points,
-    _unorient_image,
-    propagate_through_slices,
-)
+from MedAISegmentationLib.promptorientations import ORIENTATIONS, SINGLE_ORIENTATION, _orient_points, _unorient_image
+from MedAISegmentationLib.promptsegment import BOX_MARGIN_MODEL_PX, propagate_through_slices
 from MedAISegmentationLib.promptslices import display_slice, prompt_region
 
 SHAPE_KJI = (11, 53, 37)  # odd sizes, 37 x 53 x 11 in IJK

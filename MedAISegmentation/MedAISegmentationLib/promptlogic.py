@@ -66,7 +66,7 @@ def segmentFromPrompts(
         augment: average over the eight flips and rotations of the prompted slice (8 embeddings,
             cached; about 8 times slower, less dependent on the in-plane orientation the model
             prefers). Off: the slice as Slicer shows it, turned into the one orientation chosen
-            for LiteMedSAM (``promptsegment.SINGLE_ORIENTATION``); either way the result does not
+            for LiteMedSAM (``promptorientations.SINGLE_ORIENTATION``); either way the result does not
             depend on how the volume is stored.
         augmentPropagation: the same on every propagated slice (8 times slower).
         oneObject: keep the largest connected part of each slice's mask, holes filled.

@@ -28,6 +28,7 @@ import numpy as np
 from MedAICommonLib.errors import MedAIInputError
 
 from .promptmodels import PromptModel
+from .promptorientations import ORIENTATIONS, SINGLE_ORIENTATION, _orient_image, _orient_points, _unorient_image
 from .promptslices import logits_to_display, prompt_region, to_model_frame
 
 __all__ = [
@@ -132,44 +133,6 @@ def _check_prompts(shape, box_rc, points_rc) -> None:
         outside = (points < -0.5).any(axis=1) | (points[:, 0] > rows - 0.5) | (points[:, 1] > cols - 0.5)
         if outside.any():
             raise MedAIInputError(f"{int(outside.sum())} point prompt(s) lie outside the image.")
-
-
-ORIENTATIONS = tuple((transpose, flipRows, flipCols) for transpose in (False, True) for flipRows in (False, True)
-                     for flipCols in (False, True))  # fmt: skip
-"""The eight flips and rotations of a square, as (transpose, flip rows, flip columns) done in that order."""
-
-SINGLE_ORIENTATION = ORIENTATIONS[7]
-"""The one orientation used without averaging: the display image transposed, then flipped both ways.
-Of the eight, it gave LiteMedSAM the best brain boxes on Colin27 (15 slices, 3 views, 5-pixel margin:
-median Dice 0.95, the display orientation itself 0.92)."""
-
-
-def _orient_image(image: np.ndarray, orientation) -> np.ndarray:
-    transpose, flipRows, flipCols = orientation
-    image = image.T if transpose else image
-    return np.ascontiguousarray(image[:: -1 if flipRows else 1, :: -1 if flipCols else 1])
-
-
-def _unorient_image(image: np.ndarray, orientation) -> np.ndarray:
-    transpose, flipRows, flipCols = orientation
-    image = image[:: -1 if flipRows else 1, :: -1 if flipCols else 1]
-    return np.ascontiguousarray(image.T if transpose else image)
-
-
-def _orient_points(points_rc, shape, orientation) -> np.ndarray | None:
-    if points_rc is None:
-        return None
-    transpose, flipRows, flipCols = orientation
-    points = np.asarray(points_rc, dtype=float).reshape(-1, 2)
-    rows, cols = shape
-    if transpose:
-        points, rows, cols = points[:, ::-1], cols, rows
-    points = points.copy()
-    if flipRows:
-        points[:, 0] = rows - 1 - points[:, 0]
-    if flipCols:
-        points[:, 1] = cols - 1 - points[:, 1]
-    return points
 
 
 def _oriented_prompt(model, image01, spacing_mm, box, points_rc, cache):
