@@ -236,3 +236,27 @@ def test_uncertainty_tab(page):
     assert "entropy" in page.get_by_test_id("unc-range").inner_text()
     assert "0 (black) to" in page.get_by_test_id("unc-range").inner_text()  # the window the logic gave the map
     _screenshot(page, "uncertainty")
+
+
+def test_uncertainty_calibration_against_a_reference(page):
+    """MC dropout of the brain network on Colin27 with Colin27BrainMask as reference: the reliability
+    diagram and the calibration numbers appear in the page (issue 9: "the calibration plot")."""
+    page.get_by_test_id("tab-segmentation").click()
+    _choose(page, "seg-sample", "Colin27")
+    page.get_by_test_id("seg-load").click()
+    page.get_by_test_id("seg-volume").filter(has_text="Colin27:").wait_for()
+    page.get_by_test_id("tab-uncertainty").click()
+    _choose(page, "unc-model", "BrainExtractionT1")
+    _choose(page, "unc-method", "Monte Carlo dropout")
+    page.get_by_test_id("unc-reference").click()
+    page.get_by_role("option", name="Colin27BrainMask", exact=True).click()
+    page.get_by_test_id("unc-run").click()
+    page.locator("[data-testid=unc-error]:visible, [data-testid=unc-calibration]").first.wait_for(timeout=180_000)
+    assert not page.get_by_test_id("unc-error").is_visible(), page.get_by_test_id("unc-error").inner_text()
+    chart = page.get_by_test_id("unc-calibration")
+    assert chart.get_attribute("src").startswith("data:image/png;base64,")
+    assert chart.evaluate("image => image.naturalWidth") > 200  # a real picture, decoded by the browser
+    summary = page.locator("tbody").last.inner_text()
+    ece = float(summary.split("ece")[1].split()[0])
+    assert 0.0 <= ece < 0.1, summary  # the shipped brain network is well calibrated on Colin27 (demo: 0.009)
+    _screenshot(page, "uncertainty-calibration")

@@ -8,10 +8,14 @@ uncertainty module or the model's weights are missing, the page says so.
 
 from __future__ import annotations
 
+import base64
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from .jobs import WebJobRunner, userMessage
-from .segmentationtab import installedSegmentationModels
+from .segmentationtab import _samplesOfKind, installedSegmentationModels
 from .widgets import jobStatus, sectionTitle, testAttrs
 
 __all__ = ["UncertaintyTab"]
@@ -51,8 +55,12 @@ class UncertaintyTab:
                 "uncSamples": 4,
                 "uncSummary": [],
                 "uncRange": "",
+                "uncReferences": _samplesOfKind("segmentation"),
+                "uncReference": None,
+                "uncCalibrationPng": "",
             }
         )
+        self.referenceNode: Any = None
 
     def buildUi(self) -> None:
         from trame.widgets import html
@@ -72,11 +80,15 @@ class UncertaintyTab:
             )  # fmt: skip
             v.VSelect(
                 label="Method", items=("uncMethods", _METHODS), v_model=("uncMethod",), density="compact",
-                hide_details=True, classes="mt-1",
+                hide_details=True, classes="mt-1", **testAttrs("unc-method"),
             )  # fmt: skip
             v.VSlider(
                 label="Samples", v_model=("uncSamples",), min=2, max=20, step=1, thumb_label=True,
                 density="compact", hide_details=True, classes="mt-1",
+            )  # fmt: skip
+            v.VSelect(
+                label="Reference for calibration (optional)", items=("uncReferences",), v_model=("uncReference",),
+                clearable=True, density="compact", hide_details=True, classes="mt-1", **testAttrs("unc-reference"),
             )  # fmt: skip
             v.VBtn(
                 "Estimate uncertainty", color="primary", block=True, classes="mt-2", click=self.run,
@@ -88,6 +100,10 @@ class UncertaintyTab:
                     style="height: 10px; background: linear-gradient(to right, #000000, #ff0000, #ffff00, #ffffff);",
                 )
                 html.Div("{{ uncRange }}", classes="text-caption", **testAttrs("unc-range"))
+            html.Img(
+                v_if="uncCalibrationPng", src=("uncCalibrationPng",), style="width: 100%;",
+                **testAttrs("unc-calibration"),
+            )  # fmt: skip
             with v.VTable(density="compact", v_if="uncSummary.length", classes="text-caption"):
                 with html.Tbody(), html.Tr(v_for="row in uncSummary", key="row.name"):
                     html.Td("{{ row.name }}")
@@ -111,6 +127,7 @@ class UncertaintyTab:
             self.runner.say("", "Load a volume in the Segmentation tab first." if logic else "Not yet available.")
             return
         model, method, samples = self.state["uncModel"], self.state["uncMethod"], int(self.state["uncSamples"])
+        referenceName = self.state["uncReference"]
 
         def warmUp(progress: Any, cancelToken: Any) -> None:
             # Importing torch and MONAI takes seconds: done here so the server keeps answering.
@@ -119,11 +136,29 @@ class UncertaintyTab:
             import torch  # noqa: F401
 
         def start(_result: Any) -> str | None:
-            job = logic.prepareUncertainty(volume, model, method=method, samples=samples, device="auto")
+            reference = self._reference(referenceName)
+            # The reliability diagram is drawn by the logic into a file, then sent to the page as a data URL.
+            chart = str(Path(tempfile.mkdtemp(prefix="medai-web-")) / "calibration.png") if reference else None
+            job = logic.prepareUncertainty(
+                volume, model, method=method, samples=samples, device="auto", referenceSegmentationNode=reference,
+                chartPngPath=chart,
+            )  # fmt: skip
             self.runner.run(job.compute, lambda _computed: self._show(job.createNodes()), "Uncertainty")
             return None
 
         self.runner.run(warmUp, start, "Uncertainty")
+
+    def _reference(self, name: str | None) -> Any:
+        """The chosen sample segmentation as a node (loaded once per name), or None."""
+        from MedAICommonLib.sampledata import loadSampleData
+
+        if not name:
+            return None
+        if self.referenceNode is None or self.referenceNode.GetName() != name:
+            self.app.removeNodes([self.referenceNode])
+            self.referenceNode = loadSampleData(self.app.scene, name)
+            self.referenceNode.SetDisplayVisibility(False)  # only the review segment is shown
+        return self.referenceNode
 
     def _show(self, output: Any) -> str:
         self.app.removeNodes(self.outputs)
@@ -137,8 +172,16 @@ class UncertaintyTab:
         self.app.setForeground(uncertainty, 0.5)
         summary = [{"name": str(row.get("name", key)), "value": _text(row)} for key, row in enumerate(output.summary)]
         summary += [{"name": key, "value": f"{value:.3f}"} for key, value in output.metrics.items() if _isNumber(value)]
+        chart = ""
+        if output.pngPath:
+            chart = "data:image/png;base64," + base64.b64encode(Path(output.pngPath).read_bytes()).decode("ascii")
+            shutil.rmtree(Path(output.pngPath).parent, ignore_errors=True)
         self.state.update(
-            {"uncSummary": summary, "uncRange": f"{uncertainty.GetName()}: {low:.3g} (black) to {high:.3g} (white)"}
+            {
+                "uncSummary": summary,
+                "uncRange": f"{uncertainty.GetName()}: {low:.3g} (black) to {high:.3g} (white)",
+                "uncCalibrationPng": chart,
+            }
         )
         return f"Uncertainty ({self.state['uncMethod']}) in {output.seconds:.1f} s; review segment added."
 
