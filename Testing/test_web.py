@@ -206,11 +206,16 @@ def test_registration_live_curve_quality_and_transform(page, tmp_path):
     assert saved.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
 
 
-def test_sample_volume_in_the_four_views(page):
+def _loadSample(page, name: str, shownAs: str) -> None:
+    """Load the sample ``name`` in the Segmentation tab and wait until its volume line shows ``shownAs``."""
     page.get_by_test_id("tab-segmentation").click()
-    _choose(page, "seg-sample", "KmeansT1")
+    _choose(page, "seg-sample", name)
     page.get_by_test_id("seg-load").click()
-    page.get_by_test_id("seg-volume").filter(has_text="KmeansT1: 128 x 128 x 62 voxels").wait_for()
+    page.get_by_test_id("seg-volume").filter(has_text=shownAs).wait_for()
+
+
+def test_sample_volume_in_the_four_views(page):
+    _loadSample(page, "KmeansT1", "KmeansT1: 128 x 128 x 62 voxels")
     assert page.get_by_test_id("seg-message").inner_text() == "Loaded sample KmeansT1."
     assert page.get_by_test_id("seg-count").count() == 0  # the previous result went with its volume
     _screenshot(page, "views")
@@ -221,10 +226,7 @@ def test_uncertainty_tab(page):
     runButton = page.get_by_test_id("unc-run")
     page.locator("[data-testid=unc-run], [data-testid=unc-unavailable]").first.wait_for()
     assert runButton.is_visible(), page.get_by_test_id("unc-unavailable").inner_text()  # the shipped networks
-    page.get_by_test_id("tab-segmentation").click()
-    _choose(page, "seg-sample", "NucleiImage2D")
-    page.get_by_test_id("seg-load").click()
-    page.get_by_test_id("seg-volume").filter(has_text="NucleiImage2D").wait_for()
+    _loadSample(page, "NucleiImage2D", "NucleiImage2D")
     page.get_by_test_id("tab-uncertainty").click()
     _choose(page, "unc-model", "NucleiFluorescence2D")
     runButton.click()
@@ -241,10 +243,7 @@ def test_uncertainty_tab(page):
 def test_uncertainty_calibration_against_a_reference(page):
     """MC dropout of the brain network on Colin27 with Colin27BrainMask as reference: the reliability
     diagram and the calibration numbers appear in the page (issue 9: "the calibration plot")."""
-    page.get_by_test_id("tab-segmentation").click()
-    _choose(page, "seg-sample", "Colin27")
-    page.get_by_test_id("seg-load").click()
-    page.get_by_test_id("seg-volume").filter(has_text="Colin27:").wait_for()
+    _loadSample(page, "Colin27", "Colin27:")
     page.get_by_test_id("tab-uncertainty").click()
     _choose(page, "unc-model", "BrainExtractionT1")
     _choose(page, "unc-method", "Monte Carlo dropout")
