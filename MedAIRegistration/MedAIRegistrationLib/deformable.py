@@ -76,14 +76,19 @@ def run_demons_stage(
     """
     import SimpleITK as sitk
 
-    fixed, fixed_mask = inputs.fixed, inputs.fixed_mask
-    region = fixed if fixed_mask is None else _mask_box(fixed, fixed_mask, max(stage.shrink_factors))
-    fixedFloat = sitk.Cast(region, sitk.sitkFloat32)
+    fixed = inputs.fixed
     identity = sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity)
+    region, inside = fixed, None
+    if inputs.fixed_mask is not None:
+        inside = sitk.Cast(
+            sitk.Resample(inputs.fixed_mask, fixed, identity, sitk.sitkNearestNeighbor) > 0, sitk.sitkUInt8
+        )
+        region, inside = _mask_box(fixed, inside, max(stage.shrink_factors))
+    fixedFloat = sitk.Cast(region, sitk.sitkFloat32)
     movingOnFixed = sitk.Resample(inputs.moving, region, previous or identity, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     movingOnFixed = sitk.HistogramMatching(movingOnFixed, fixedFloat, 256, 15, True)
-    if fixed_mask is not None:
-        inside = sitk.Cast(sitk.Resample(fixed_mask, region, identity, sitk.sitkNearestNeighbor) > 0, sitk.sitkFloat32)
+    if inside is not None:
+        inside = sitk.Cast(inside, sitk.sitkFloat32)
         fixedFloat, movingOnFixed = fixedFloat * inside, movingOnFixed * inside
     field = None
     levels = len(stage.shrink_factors)
@@ -95,35 +100,41 @@ def run_demons_stage(
         field = _demons_level(fixedLevel, movingLevel, field, inputs, stage, stage_index, level)
         if progress is not None:
             progress((level + 1) / levels, f"deformable: level {level + 1}/{levels}")
-    if fixed_mask is not None:  # back onto the whole (last level's) fixed grid, no displacement outside the box
+    if region is not fixed:  # back onto the whole (last level's) fixed grid, no displacement outside the box
         whole = _pyramid_level(sitk.Cast(fixed, sitk.sitkFloat32), int(stage.shrink_factors[-1]), 0.0)
         field = sitk.Resample(field, whole, sitk.Transform(), sitk.sitkLinear, 0.0, field.GetPixelID())
     displacement = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
     return displacement if previous is None else compose(previous, displacement)
 
 
-def _mask_box(fixed: Any, fixed_mask: Any, coarsestShrink: int) -> Any:
-    """The fixed image cropped to its mask's bounding box plus a margin (same voxels, same spacing).
+def _mask_box(fixed: Any, inside: Any, coarsestShrink: int) -> tuple[Any, Any]:
+    """The fixed image and its mask cropped to the mask's bounding box plus a margin (same voxels and spacing).
 
     Voxels outside the mask are zeroed in both images, so demons has nothing to match there: the field
     only spreads into them by its smoothing. Computing it on the box alone saves most of the work on
     a skull-stripped atlas (a 1 mm MNI152 brain fills 40 per cent of its grid). The margin, 4 voxels
     of the coarsest level, lets the smoothed field fall towards zero before the box ends.
+
+    Args:
+        fixed: the fixed image; inside: its mask on the same grid (uint8, 1 inside).
+
+    Returns:
+        ``(fixed, inside)`` cropped; both unchanged when the mask is empty.
     """
     import numpy as np
     import SimpleITK as sitk
 
     statistics = sitk.LabelShapeStatisticsImageFilter()
-    statistics.Execute(sitk.Cast(sitk.Resample(fixed_mask, fixed, sitk.Transform(), sitk.sitkNearestNeighbor) > 0,
-                                 sitk.sitkUInt8))  # fmt: skip
+    statistics.Execute(inside)
     if not statistics.HasLabel(1):
-        return fixed
+        return fixed, inside
     box = statistics.GetBoundingBox(1)
     dims = fixed.GetDimension()
     margin = 4 * int(coarsestShrink)
     low = np.maximum(np.array(box[:dims]) - margin, 0)
     high = np.minimum(np.array(box[:dims]) + np.array(box[dims:]) + margin, fixed.GetSize())
-    return sitk.RegionOfInterest(fixed, [int(n) for n in high - low], [int(n) for n in low])
+    size, index = [int(n) for n in high - low], [int(n) for n in low]
+    return sitk.RegionOfInterest(fixed, size, index), sitk.RegionOfInterest(inside, size, index)
 
 
 def _pyramid_level(image: Any, shrink: int, sigmaMm: float) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 from .jobs import WebJobRunner, userMessage
 from .segmentationui import buildSegmentationUi
 
-__all__ = ["SegmentationTab", "installedSegmentationModels"]
+__all__ = ["SegmentationTab", "installedSegmentationModels", "samplesOfKind"]
 
 MAX_LISTED_SEGMENTS = 400
 
@@ -38,7 +38,8 @@ def installedSegmentationModels() -> list[str]:
     return installed
 
 
-def _samplesOfKind(*kinds: str) -> list[str]:
+def samplesOfKind(*kinds: str) -> list[str]:
+    """The sample data names of the given kinds (``volume``, ``segmentation``...), for the tabs' lists."""
     from MedAICommonLib.sampledata import sampleDataInfo, sampleDataNames
 
     return [name for name in sampleDataNames() if sampleDataInfo(name)["kind"] in kinds]
@@ -60,9 +61,9 @@ class SegmentationTab:
         models = installedSegmentationModels()
         self.state.update(
             {
-                "segSamples": _samplesOfKind("volume", "2D image"),
+                "segSamples": samplesOfKind("volume", "2D image"),
                 "segSample": None,
-                "segReferenceSamples": _samplesOfKind("segmentation", "labelmap"),
+                "segReferenceSamples": samplesOfKind("segmentation", "labelmap"),
                 "segReferenceSample": None,
                 "segVolumeName": "",
                 "segMethod": "watershed",

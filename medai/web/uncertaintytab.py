@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .jobs import WebJobRunner, userMessage
-from .segmentationtab import _samplesOfKind, installedSegmentationModels
+from .segmentationtab import installedSegmentationModels, samplesOfKind
 from .widgets import jobStatus, sectionTitle, testAttrs
 
 __all__ = ["UncertaintyTab"]
@@ -55,7 +55,7 @@ class UncertaintyTab:
                 "uncSamples": 4,
                 "uncSummary": [],
                 "uncRange": "",
-                "uncReferences": _samplesOfKind("segmentation"),
+                "uncReferences": samplesOfKind("segmentation"),
                 "uncReference": None,
                 "uncCalibrationPng": "",
             }
